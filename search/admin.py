@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from search.models import Dataset, Image, ImageClass
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "source", "root", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["name", "root"]
+
+
+@admin.register(ImageClass)
+class ImageClassAdmin(admin.ModelAdmin):
+    list_display = ["wnid", "name", "dataset"]
+    list_filter = ["dataset"]
+    search_fields = ["wnid", "name", "names"]
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["id", "path", "split", "image_class", "width", "height", "mode"]
+    list_filter = ["dataset", "split", "mode"]
+    search_fields = ["path", "image_class__wnid", "image_class__name"]
+    list_select_related = ["image_class"]
+    raw_id_fields = ["image_class"]

@@ -1,0 +1,90 @@
+"""What a prepared collection holds on disk: its classes and its image files."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".webp", ".bmp", ".gif"})
+JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+SPLITS = ("train", "val", "test")
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    wnid: str
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[0] if self.names else self.wnid
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    split: str
+    wnid: str | None  # None for unlabelled images (TinyImageNet's test split)
+    path: str  # POSIX, relative to the dataset root
+
+
+@dataclass
+class Scan:
+    """The classes and images found under `root`, and whatever did not fit the layout."""
+
+    root: Path
+    classes: list[ClassEntry] = field(default_factory=list)
+    images: list[ImageEntry] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: str
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    error: str = ""  # non-empty when the file cannot be decoded
+
+
+def read_image_info(root: Path, path: str, *, decode: bool) -> ImageInfo:
+    """Size and mode of an image; with `decode`, also prove every pixel can be read."""
+    try:
+        with PILImage.open(root / path) as img:
+            if decode:
+                img.load()
+            return ImageInfo(path, img.width, img.height, img.mode)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        return ImageInfo(path, error=str(exc) or type(exc).__name__)
+
+
+def _read_chunk(args: tuple[Path, list[str], bool]) -> list[ImageInfo]:
+    root, paths, decode = args
+    return [read_image_info(root, p, decode=decode) for p in paths]
+
+
+def read_image_infos(
+    root: Path, paths: list[str], *, decode: bool, workers: int = 0, progress=None
+):
+    """Yield ImageInfo for `paths` in order; `workers` > 1 spreads decoding over processes."""
+    chunk = 512  # big enough to amortise inter-process pickling, small enough for a live bar
+    chunks = [(root, paths[i : i + chunk], decode) for i in range(0, len(paths), chunk)]
+    if workers > 1 and len(paths) > chunk:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for infos in pool.map(_read_chunk, chunks):
+                if progress is not None:
+                    progress.update(len(infos))
+                yield from infos
+    else:
+        for args in chunks:
+            infos = _read_chunk(args)
+            if progress is not None:
+                progress.update(len(infos))
+            yield from infos

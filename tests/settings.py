@@ -1,0 +1,14 @@
+"""Test settings: the real settings module, read with a test environment.
+
+Only environment defaults are set here; everything else is tinyrag_site.settings itself.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deployment-0123456789")
+os.environ.setdefault("TINYRAG_HTTPS", "0")
+os.environ.setdefault("TINYRAG_DATA_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-data-"))
+os.environ.setdefault("TINYRAG_INDEX_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-index-"))
+
+from tinyrag_site.settings import *  # noqa: E402, F403
