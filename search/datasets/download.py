@@ -46,9 +46,12 @@ def filename_from_url(url: str) -> str:
 
 def sha256_of(path: Path, progress: ProgressFactory = tqdm) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f, progress(
-        total=path.stat().st_size, unit="B", unit_scale=True, desc="sha256", leave=False
-    ) as bar:
+    with (
+        path.open("rb") as f,
+        progress(
+            total=path.stat().st_size, unit="B", unit_scale=True, desc="sha256", leave=False
+        ) as bar,
+    ):
         while chunk := f.read(CHUNK_SIZE):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -127,9 +130,10 @@ def _range_total(headers) -> int | None:
 
 def _stream(response, part: Path, offset: int, total: int | None, progress) -> None:
     mode = "ab" if offset else "wb"
-    with part.open(mode) as f, progress(
-        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name
-    ) as bar:
+    with (
+        part.open(mode) as f,
+        progress(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name) as bar,
+    ):
         try:
             while chunk := response.read(CHUNK_SIZE):
                 f.write(chunk)
@@ -164,9 +168,13 @@ def copy_local_archive(
     if final == archive:
         return FetchResult(final, final.stat().st_size, already_present=True)
     part = final.with_name(final.name + ".part")
-    with archive.open("rb") as src, part.open("wb") as dst, progress(
-        total=archive.stat().st_size, unit="B", unit_scale=True, desc=f"copy {archive.name}"
-    ) as bar:
+    with (
+        archive.open("rb") as src,
+        part.open("wb") as dst,
+        progress(
+            total=archive.stat().st_size, unit="B", unit_scale=True, desc=f"copy {archive.name}"
+        ) as bar,
+    ):
         while chunk := src.read(CHUNK_SIZE):
             dst.write(chunk)
             bar.update(len(chunk))

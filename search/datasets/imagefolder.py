@@ -32,7 +32,9 @@ def scan_imagefolder(root: Path) -> Scan:
                     scan.stray.append(rel)
     if split_dirs:
         scan.stray.extend(
-            e.name for e in sorted(root.iterdir()) if e not in split_dirs and e.name not in JUNK_NAMES
+            e.name
+            for e in sorted(root.iterdir())
+            if e not in split_dirs and e.name not in JUNK_NAMES
         )
     scan.classes = [ClassEntry(w, (w.replace("_", " "),)) for w in sorted(wnids)]
     if not scan.images:

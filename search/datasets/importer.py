@@ -41,7 +41,8 @@ def import_scan(
     )
     if dataset.source != source:
         raise DatasetError(
-            f"dataset {name!r} was imported as {dataset.source}, not {source}; choose another --name"
+            f"dataset {name!r} was imported as {dataset.source}, not {source}; "
+            "choose another --name"
         )
     if dataset.root != str(root):
         dataset.root = str(root)  # the folder moved: paths are relative, so rows stay valid
@@ -53,8 +54,11 @@ def import_scan(
     for entry in found.classes:
         existing = classes.get(entry.wnid)
         if existing is None:
-            new_classes.append(ImageClass(dataset=dataset, wnid=entry.wnid, name=entry.name,
-                                          names=list(entry.names)))
+            new_classes.append(
+                ImageClass(
+                    dataset=dataset, wnid=entry.wnid, name=entry.name, names=list(entry.names)
+                )
+            )
         elif existing.names != list(entry.names) or existing.name != entry.name:
             existing.name, existing.names = entry.name, list(entry.names)
             changed.append(existing)
@@ -72,18 +76,31 @@ def import_scan(
     if unknown:
         raise DatasetError(f"images of classes missing from the class list: {', '.join(unknown)}")
 
-    bar = progress_factory(total=len(todo), desc="import images", unit="img") if progress_factory else None
+    bar = (
+        progress_factory(total=len(todo), desc="import images", unit="img")
+        if progress_factory
+        else None
+    )
     batch: list[Image] = []
     try:
-        infos = read_image_infos(root, [e.path for e in todo], decode=False, workers=workers,
-                                 progress=bar)
+        infos = read_image_infos(
+            root, [e.path for e in todo], decode=False, workers=workers, progress=bar
+        )
         for entry, info in zip(todo, infos, strict=True):
             if info.error:
                 report.unreadable.append(f"{entry.path}: {info.error}")
                 continue
-            batch.append(Image(dataset=dataset, split=entry.split, path=entry.path,
-                               image_class_id=class_ids.get(entry.wnid) if entry.wnid else None,
-                               width=info.width, height=info.height, mode=info.mode))
+            batch.append(
+                Image(
+                    dataset=dataset,
+                    split=entry.split,
+                    path=entry.path,
+                    image_class_id=class_ids.get(entry.wnid) if entry.wnid else None,
+                    width=info.width,
+                    height=info.height,
+                    mode=info.mode,
+                )
+            )
             if len(batch) >= BATCH_SIZE:
                 report.images_added += _insert(batch)
         report.images_added += _insert(batch)

@@ -266,7 +266,9 @@ def scan(root: Path) -> Scan:
         for entry in sorted(test_dir.iterdir()):
             if entry.name != "images" or not entry.is_dir():
                 stray(entry)
-        for file in sorted((test_dir / "images").iterdir()) if (test_dir / "images").is_dir() else []:
+        for file in (
+            sorted((test_dir / "images").iterdir()) if (test_dir / "images").is_dir() else []
+        ):
             if file.is_file() and is_image_name(file.name):
                 result.images.append(ImageEntry("test", None, file.relative_to(root).as_posix()))
             else:
@@ -368,12 +370,14 @@ def check(
         boxes = root / "train" / wnid / f"{wnid}_boxes.txt"
         if boxes.is_file():
             names = [line.split("\t", 1)[0] for line in _lines(boxes)]
-            report.box_lines_without_file += sum(
-                f"train/{wnid}/{n}" not in present for n in names
-            )
+            report.box_lines_without_file += sum(f"train/{wnid}/{n}" not in present for n in names)
 
     paths = [e.path for e in found.images]
-    bar = progress_factory(total=len(paths), desc="read images", unit="img") if progress_factory else None
+    bar = (
+        progress_factory(total=len(paths), desc="read images", unit="img")
+        if progress_factory
+        else None
+    )
     modes: Counter = Counter()
     try:
         for info in read_image_infos(root, paths, decode=True, workers=workers, progress=bar):
@@ -397,8 +401,10 @@ def _collect_problems(report: CheckReport, expect: Expectations, wnids: list[str
     if report.classes != expect.classes:
         p.append(f"wnids.txt lists {report.classes} classes, expected {expect.classes}")
     if report.missing_words:
-        p.append(f"{len(report.missing_words)} wnids have no words.txt entry: "
-                 f"{_named(report.missing_words)}")
+        p.append(
+            f"{len(report.missing_words)} wnids have no words.txt entry: "
+            f"{_named(report.missing_words)}"
+        )
     _count_problem(report, "train", expect.train_per_class, wnids)
     _count_problem(report, "val", expect.val_per_class, wnids)
     if report.images.get("test", 0) != expect.test:
@@ -408,16 +414,21 @@ def _collect_problems(report: CheckReport, expect: Expectations, wnids: list[str
     ):
         p.append("images are still in the archive's layout: run prepare_dataset")
     if report.val_annotations_without_file:
-        p.append(f"{len(report.val_annotations_without_file):,} val annotation lines name missing "
-                 f"files: {_named(report.val_annotations_without_file)}")
+        p.append(
+            f"{len(report.val_annotations_without_file):,} val annotation lines name missing "
+            f"files: {_named(report.val_annotations_without_file)}"
+        )
     if report.val_files_without_annotation:
-        p.append(f"{len(report.val_files_without_annotation):,} val files have no matching "
-                 f"annotation: {_named(report.val_files_without_annotation)}")
+        p.append(
+            f"{len(report.val_files_without_annotation):,} val files have no matching "
+            f"annotation: {_named(report.val_files_without_annotation)}"
+        )
     if report.box_lines_without_file:
         p.append(f"{report.box_lines_without_file:,} train box lines name missing files")
     if report.unreadable:
-        p.append(f"{len(report.unreadable)} unreadable or truncated images: "
-                 f"{_named(report.unreadable)}")
+        p.append(
+            f"{len(report.unreadable)} unreadable or truncated images: {_named(report.unreadable)}"
+        )
     if report.wrong_size:
         w, h = expect.size
         p.append(f"{len(report.wrong_size)} images are not {w}x{h}: {_named(report.wrong_size)}")

@@ -22,20 +22,42 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         defaults = Expectations()
-        parser.add_argument("--root", type=Path,
-                            help=f"Dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME}).")
-        parser.add_argument("--json", action="store_true",
-                            help="Print the full report as JSON on stdout.")
-        parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                            help="Processes decoding images (default: up to 4; 0 = in-process).")
-        parser.add_argument("--expected-classes", type=int, default=defaults.classes,
-                            help=f"Classes expected (default {defaults.classes}).")
-        parser.add_argument("--expected-train", type=int, default=defaults.train_per_class,
-                            help=f"Train images per class (default {defaults.train_per_class}).")
-        parser.add_argument("--expected-val", type=int, default=defaults.val_per_class,
-                            help=f"Val images per class (default {defaults.val_per_class}).")
-        parser.add_argument("--expected-test", type=int, default=defaults.test,
-                            help=f"Unlabelled test images (default {defaults.test}).")
+        parser.add_argument(
+            "--root", type=Path, help=f"Dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME})."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print the full report as JSON on stdout."
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=min(4, os.cpu_count() or 1),
+            help="Processes decoding images (default: up to 4; 0 = in-process).",
+        )
+        parser.add_argument(
+            "--expected-classes",
+            type=int,
+            default=defaults.classes,
+            help=f"Classes expected (default {defaults.classes}).",
+        )
+        parser.add_argument(
+            "--expected-train",
+            type=int,
+            default=defaults.train_per_class,
+            help=f"Train images per class (default {defaults.train_per_class}).",
+        )
+        parser.add_argument(
+            "--expected-val",
+            type=int,
+            default=defaults.val_per_class,
+            help=f"Val images per class (default {defaults.val_per_class}).",
+        )
+        parser.add_argument(
+            "--expected-test",
+            type=int,
+            default=defaults.test,
+            help=f"Unlabelled test images (default {defaults.test}).",
+        )
 
     def handle(self, *args, **options):
         root = options["root"] or settings.TINYRAG_DATA_DIR / DIR_NAME
@@ -47,8 +69,12 @@ class Command(BaseCommand):
         )
         quiet = options["json"] or options["verbosity"] < 1
         try:
-            report = check(root, expect, workers=options["workers"],
-                           progress_factory=progress_factory(0 if quiet else 1))
+            report = check(
+                root,
+                expect,
+                workers=options["workers"],
+                progress_factory=progress_factory(0 if quiet else 1),
+            )
         except (DatasetError, OSError) as exc:
             raise CommandError(str(exc)) from None
 

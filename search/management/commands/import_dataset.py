@@ -31,35 +31,54 @@ class Command(BaseCommand):
     help = "Load classes (wnid, names from words.txt) and images into the database."
 
     def add_arguments(self, parser):
-        parser.add_argument("--root", type=Path,
-                            help=f"Prepared dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME}).")
-        parser.add_argument("--name", default=DIR_NAME,
-                            help=f"Dataset name in the database (default {DIR_NAME}).")
-        parser.add_argument("--format", choices=[s.value for s in SCANNERS],
-                            default=Dataset.Source.TINYIMAGENET,
-                            help="tinyimagenet (prepared layout) or imagefolder "
-                                 "(<class>/<image> or <split>/<class>/<image>).")
-        parser.add_argument("--prune", action="store_true",
-                            help="Delete rows whose image files no longer exist.")
-        parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                            help="Processes reading image headers (default: up to 4).")
+        parser.add_argument(
+            "--root",
+            type=Path,
+            help=f"Prepared dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME}).",
+        )
+        parser.add_argument(
+            "--name", default=DIR_NAME, help=f"Dataset name in the database (default {DIR_NAME})."
+        )
+        parser.add_argument(
+            "--format",
+            choices=[s.value for s in SCANNERS],
+            default=Dataset.Source.TINYIMAGENET,
+            help="tinyimagenet (prepared layout) or imagefolder "
+            "(<class>/<image> or <split>/<class>/<image>).",
+        )
+        parser.add_argument(
+            "--prune", action="store_true", help="Delete rows whose image files no longer exist."
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=min(4, os.cpu_count() or 1),
+            help="Processes reading image headers (default: up to 4).",
+        )
 
     def handle(self, *args, **options):
         root = (options["root"] or settings.TINYRAG_DATA_DIR / DIR_NAME).expanduser()
         started = time.perf_counter()
         try:
             found = SCANNERS[options["format"]](root)
-            report = import_scan(found, name=options["name"], source=options["format"],
-                                 prune=options["prune"], workers=options["workers"],
-                                 progress_factory=progress_factory(options["verbosity"]))
+            report = import_scan(
+                found,
+                name=options["name"],
+                source=options["format"],
+                prune=options["prune"],
+                workers=options["workers"],
+                progress_factory=progress_factory(options["verbosity"]),
+            )
         except (DatasetError, OSError) as exc:
             raise CommandError(str(exc)) from None
         elapsed = time.perf_counter() - started
 
         out = self.stdout.write if options["verbosity"] >= 1 else (lambda *_: None)
-        out(f"Dataset {report.dataset.name}{' (new)' if report.created_dataset else ''}: "
+        out(
+            f"Dataset {report.dataset.name}{' (new)' if report.created_dataset else ''}: "
             f"{report.classes_added} classes added, {report.classes_updated} updated; "
-            f"{report.images_added:,} images added, {report.images_unchanged:,} already there.")
+            f"{report.images_added:,} images added, {report.images_unchanged:,} already there."
+        )
         if found.stray:
             self.stderr.write(f"Ignored {len(found.stray)} stray files (see check_dataset).")
         if report.unreadable:
@@ -68,6 +87,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"  {line}")
         if report.missing_on_disk:
             verb = "removed" if options["prune"] else "kept; --prune removes them"
-            self.stderr.write(f"{report.missing_on_disk:,} imported images are no longer on "
-                              f"disk ({verb}).")
+            self.stderr.write(
+                f"{report.missing_on_disk:,} imported images are no longer on disk ({verb})."
+            )
         out(self.style.SUCCESS(f"Imported in {elapsed:.1f} s."))

@@ -20,17 +20,22 @@ class Command(BaseCommand):
     help = "Extract tiny-imagenet-200.zip if needed and lay out train/val as class folders."
 
     def add_arguments(self, parser):
-        parser.add_argument("--root", type=Path,
-                            help=f"Dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME}).")
-        parser.add_argument("--archive", type=Path,
-                            help="Zip to extract when the folder does not exist "
-                                 "(default: the .zip beside the folder).")
+        parser.add_argument(
+            "--root", type=Path, help=f"Dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME})."
+        )
+        parser.add_argument(
+            "--archive",
+            type=Path,
+            help="Zip to extract when the folder does not exist "
+            "(default: the .zip beside the folder).",
+        )
 
     def handle(self, *args, **options):
         root = options["root"] or settings.TINYRAG_DATA_DIR / DIR_NAME
         try:
-            report = prepare(root, options["archive"],
-                             progress_factory=progress_factory(options["verbosity"]))
+            report = prepare(
+                root, options["archive"], progress_factory=progress_factory(options["verbosity"])
+            )
         except (DatasetError, OSError) as exc:
             raise CommandError(str(exc)) from None
         out = self.stdout.write if options["verbosity"] >= 1 else (lambda *_: None)

@@ -1,0 +1,67 @@
+"""Shared fixtures: users and clients, a synthetic TinyImageNet, tiny offline models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.tinyimagenet import SyntheticTinyImageNet, build_tinyimagenet, write_zip
+
+pytest_plugins = ["tests.fixtures.http", "tests.fixtures.models"]
+
+PASSWORD = "correct-horse-battery-staple-42"
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", PASSWORD)
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", PASSWORD)
+
+
+@pytest.fixture
+def auth_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(scope="session")
+def synthetic_tinyimagenet() -> SyntheticTinyImageNet:
+    return build_tinyimagenet()
+
+
+@pytest.fixture(scope="session")
+def tinyimagenet_zip(synthetic_tinyimagenet, tmp_path_factory):
+    return write_zip(
+        synthetic_tinyimagenet, tmp_path_factory.mktemp("archive") / "tiny-imagenet-200.zip"
+    )
+
+
+@pytest.fixture
+def prepared_root(tinyimagenet_zip, tmp_path):
+    """A fresh, prepared copy of the synthetic dataset (function scope: tests may damage it)."""
+    from search.datasets.tinyimagenet import prepare
+
+    root = tmp_path / "tiny-imagenet-200"
+    prepare(root, tinyimagenet_zip)
+    return root
+
+
+@pytest.fixture
+def expectations(synthetic_tinyimagenet):
+    from search.datasets.tinyimagenet import Expectations
+
+    d = synthetic_tinyimagenet
+    return Expectations(
+        classes=len(d.wnids),
+        train_per_class=d.train_per_class,
+        val_per_class=d.val_per_class,
+        test=d.test_count,
+    )

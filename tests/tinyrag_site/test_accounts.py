@@ -1,0 +1,120 @@
+"""Accounts: sign-up, log in, log out by POST only, password change, login-required pages."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_product_pages_redirect_anonymous_users_to_login(client):
+    response = client.get(reverse("search:home"))
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next=/"
+
+
+def test_signup_creates_the_user_and_logs_them_in(client):
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "carol",
+            "password1": "a-long-unusual-passphrase-9",
+            "password2": "a-long-unusual-passphrase-9",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("search:home")
+    assert get_user_model().objects.filter(username="carol").exists()
+    page = client.get(reverse("search:home"))
+    assert page.status_code == 200
+    assert "Signed in as <strong>carol</strong>" in page.content.decode()
+
+
+def test_signup_applies_the_password_validators(client):
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "dave",
+            "password1": "12345678",
+            "password2": "12345678",
+        },
+    )
+    assert response.status_code == 200
+    assert "This password is too common." in response.content.decode()
+    assert not get_user_model().objects.filter(username="dave").exists()
+
+
+def test_login_page_and_login(client, user, password):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(reverse("login"), {"username": "alice", "password": password})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("search:home")
+
+
+def test_wrong_password_is_refused(client, user):
+    response = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+
+
+def test_logout_needs_post(auth_client):
+    assert auth_client.get(reverse("logout")).status_code == 405
+    assert "_auth_user_id" in auth_client.session
+    response = auth_client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert "_auth_user_id" not in auth_client.session
+
+
+def test_layout_shows_the_user_and_a_logout_form(auth_client):
+    html = auth_client.get(reverse("search:home")).content.decode()
+    assert "Signed in as <strong>alice</strong>" in html
+    assert f'<form method="post" action="{reverse("logout")}"' in html
+
+
+def test_password_change(auth_client, user, password):
+    response = auth_client.post(
+        reverse("password_change"),
+        {
+            "old_password": password,
+            "new_password1": "another-long-passphrase-77",
+            "new_password2": "another-long-passphrase-77",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("password_change_done")
+    user.refresh_from_db()
+    assert user.check_password("another-long-passphrase-77")
+
+
+def test_home_lists_imported_datasets(auth_client, prepared_root):
+    from django.core.management import call_command
+
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
+    html = auth_client.get(reverse("search:home")).content.decode()
+    assert "<td>tiny-imagenet-200</td>" in html
+    assert "<td>20</td><td>12</td><td>4</td>" in html
+
+
+def test_home_without_data_says_which_commands_to_run(auth_client):
+    html = auth_client.get(reverse("search:home")).content.decode()
+    assert "python manage.py import_dataset" in html
+
+
+@pytest.mark.parametrize("model", ["dataset", "imageclass", "image"])
+def test_admin_lists_dataset_models_with_search(admin_client, prepared_root, model):
+    from django.core.management import call_command
+
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
+    response = admin_client.get(reverse(f"admin:search_{model}_changelist"), {"q": "n02124075"})
+    assert response.status_code == 200
+    assert 'id="searchbar"' in response.content.decode()
+
+
+def test_admin_image_filter_by_split(admin_client, prepared_root):
+    from django.core.management import call_command
+
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
+    response = admin_client.get(reverse("admin:search_image_changelist"), {"split__exact": "val"})
+    assert response.context["cl"].result_count == 12
