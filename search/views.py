@@ -6,9 +6,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from search.selectors import dataset_overview
+from search.selectors import dataset_overview, index_status
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "search/home.html", {"datasets": dataset_overview()})
+    return render(
+        request, "search/home.html", {"datasets": dataset_overview(), "index": index_status()}
+    )

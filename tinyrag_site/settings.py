@@ -190,3 +190,9 @@ TINYRAG_EMBED_BATCH_SIZE = env_int("TINYRAG_EMBED_BATCH_SIZE", 64)
 TINYRAG_FORCE_FP32 = env_bool("TINYRAG_FORCE_FP32", False)
 # Where setup_models puts downloaded weights (empty = the Hugging Face cache, HF_HOME).
 TINYRAG_MODEL_DIR = env_str("TINYRAG_MODEL_DIR", "")
+
+# --- Index --------------------------------------------------------------------------------
+# The published index that searches use (a folder name under TINYRAG_INDEX_DIR).
+TINYRAG_INDEX_NAME = env_str("TINYRAG_INDEX_NAME", "tiny-imagenet-200")
+# FAISS search threads (0 = FAISS's default: every core).
+TINYRAG_FAISS_THREADS = env_int("TINYRAG_FAISS_THREADS", 0)

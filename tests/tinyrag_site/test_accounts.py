@@ -118,3 +118,13 @@ def test_admin_image_filter_by_split(admin_client, prepared_root):
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
     response = admin_client.get(reverse("admin:search_image_changelist"), {"split__exact": "val"})
     assert response.context["cl"].result_count == 12
+
+
+def test_home_without_index_names_the_command(auth_client, settings, tmp_path):
+    from search.index import clear_index_services
+
+    settings.TINYRAG_INDEX_DIR = tmp_path
+    clear_index_services()
+    html = auth_client.get(reverse("search:home")).content.decode()
+    assert "build it with: python manage.py build_index --name" in html
+    assert "python manage.py bootstrap" in html

@@ -1,0 +1,56 @@
+"""Text or image -> the nearest `Image` rows of the published index, with scores.
+
+The search use cases (history, uploads, API) sit on top of these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+
+from search.index import IndexService, get_index_service
+from search.ml.registry import get_clip_embedder, get_text_embedder
+from search.models import Image
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-based
+    image: Image
+    score: float
+
+
+def nearest_images(
+    vector: np.ndarray, *, k: int, index: IndexService, exclude_ids: frozenset[int] = frozenset()
+) -> list[Hit]:
+    """The top-k `Image` rows for one query vector, best first."""
+    ids, scores = index.search(vector.reshape(1, -1), k, exclude_ids=exclude_ids)
+    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+    rows = Image.objects.select_related("image_class", "dataset").in_bulk([i for i, _ in pairs])
+    # an id the database no longer has (image deleted since the build) is dropped, not an error
+    hits = [(rows[i], s) for i, s in pairs if i in rows]
+    return [Hit(rank, image, score) for rank, (image, score) in enumerate(hits, start=1)]
+
+
+def search_text(text: str, *, k: int, index_name: str | None = None) -> list[Hit]:
+    index = get_index_service(index_name)
+    encoder = get_text_embedder()
+    index.check_model(get_clip_embedder().model_id, encoder.dim)
+    return nearest_images(encoder.embed_texts([text])[0], k=k, index=index)
+
+
+def search_image(
+    image: PILImage.Image,
+    *,
+    k: int,
+    index_name: str | None = None,
+    exclude_ids: frozenset[int] = frozenset(),
+) -> list[Hit]:
+    index = get_index_service(index_name)
+    embedder = get_clip_embedder()
+    index.check_model(embedder.model_id, embedder.dim)
+    return nearest_images(
+        embedder.embed_images([image])[0], k=k, index=index, exclude_ids=exclude_ids
+    )
