@@ -284,9 +284,17 @@ class IndexService:
             )
 
     def search(
-        self, vectors: np.ndarray, k: int, exclude_ids: set[int] | frozenset[int] = frozenset()
+        self,
+        vectors: np.ndarray,
+        k: int,
+        exclude_ids: set[int] | frozenset[int] = frozenset(),
+        allowed_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k `Image` ids and scores per query row, best first; -1 pads missing results."""
+        """Top-k `Image` ids and scores per query row, best first; -1 pads missing results.
+
+        `allowed_ids` restricts the search to those ids inside FAISS (an IDSelector), so a
+        class filter still returns k results when the class has k indexed images.
+        """
         loaded = self.get()
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         if queries.shape[1] != loaded.manifest.dim:
@@ -294,8 +302,15 @@ class IndexService:
                 f"query vectors have dim {queries.shape[1]}, index {self.name!r} has "
                 f"{loaded.manifest.dim}"
             )
-        want = min(k + len(exclude_ids), loaded.index.ntotal)
-        scores, ids = loaded.index.search(queries, max(want, 1))
+        want = max(1, min(k + len(exclude_ids), loaded.index.ntotal))
+        if allowed_ids is None:
+            scores, ids = loaded.index.search(queries, want)
+        else:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+            params = (faiss.SearchParametersHNSW(sel=selector, efSearch=max(want, 64))
+                      if loaded.manifest.index_type == IndexType.HNSW
+                      else faiss.SearchParameters(sel=selector))
+            scores, ids = loaded.index.search(queries, want, params=params)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for row in range(len(queries)):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from search.index import IndexManifest, SearchIndexError, get_index_service
-from search.models import Dataset
+from search.models import Dataset, Image, ImageClass, SearchQuery, SearchResult
 
 
 def dataset_overview() -> QuerySet[Dataset]:
@@ -32,3 +33,49 @@ def index_status(name: str | None = None) -> IndexStatus:
         return IndexStatus(get_index_service(name).manifest)
     except SearchIndexError as exc:
         return IndexStatus(None, str(exc))
+
+
+def query_history(*, user) -> QuerySet[SearchQuery]:
+    """The user's own queries, newest first, with what the history list shows."""
+    return (
+        SearchQuery.objects.filter(user=user)
+        .select_related("source_image__image_class")
+        .annotate(result_count=Count("results"))
+        .prefetch_related(
+            Prefetch(
+                "results",
+                queryset=SearchResult.objects.filter(rank=1).select_related("image__image_class"),
+                to_attr="top_results",
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def get_query(*, user, query_id: int) -> SearchQuery:
+    """One of the user's queries; another user's id is simply not found (404, not 403)."""
+    return SearchQuery.objects.select_related("source_image").get(pk=query_id, user=user)
+
+
+def query_results(query: SearchQuery):
+    return query.results.select_related("image__image_class", "image__dataset").order_by("rank")
+
+
+def class_choices(dataset_name: str | None) -> QuerySet[ImageClass]:
+    classes = ImageClass.objects.order_by("name")
+    return classes.filter(dataset__name=dataset_name) if dataset_name else classes.none()
+
+
+def classes_with_counts() -> QuerySet[ImageClass]:
+    return ImageClass.objects.select_related("dataset").annotate(
+        image_count=Count("images")
+    ).order_by("dataset__name", "wnid")
+
+
+def image_file_path(image: Image) -> Path:
+    """The file of a dataset image, from the database alone; never outside its dataset root."""
+    root = Path(image.dataset.root).resolve()
+    path = (root / image.path).resolve()
+    if not path.is_relative_to(root):
+        raise FileNotFoundError(f"image {image.pk} points outside its dataset")
+    return path

@@ -65,3 +65,21 @@ def expectations(synthetic_tinyimagenet):
         val_per_class=d.val_per_class,
         test=d.test_count,
     )
+
+
+@pytest.fixture
+def search_index(prepared_root, clip_settings, tmp_path, db):
+    """The synthetic dataset imported and its train split indexed with the tiny CLIP."""
+    from django.core.management import call_command
+
+    from search.index import clear_index_services
+
+    clip_settings.TINYRAG_INDEX_DIR = tmp_path / "vector_db"
+    clip_settings.TINYRAG_INDEX_NAME = "tiny"
+    clip_settings.MEDIA_ROOT = tmp_path / "media"
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
+    call_command("build_index", "--name", "tiny", "--workers", "0", "--batch-size", "8",
+                 verbosity=0)
+    clear_index_services()
+    yield prepared_root
+    clear_index_services()

@@ -83,6 +83,10 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "search",
     "evaluation",
 ]
@@ -196,3 +200,43 @@ TINYRAG_MODEL_DIR = env_str("TINYRAG_MODEL_DIR", "")
 TINYRAG_INDEX_NAME = env_str("TINYRAG_INDEX_NAME", "tiny-imagenet-200")
 # FAISS search threads (0 = FAISS's default: every core).
 TINYRAG_FAISS_THREADS = env_int("TINYRAG_FAISS_THREADS", 0)
+
+# --- Search -------------------------------------------------------------------------------
+TINYRAG_TOP_K_DEFAULT = env_int("TINYRAG_TOP_K_DEFAULT", 10)
+TINYRAG_TOP_K_MAX = env_int("TINYRAG_TOP_K_MAX", 100)
+# CLIP was trained on captions: "a photo of a {query}." retrieves better than the bare words.
+# Applied with CLIP's own text tower; a TINYRAG_TEXT_MODEL encoder gets the query as typed.
+TINYRAG_TEXT_PROMPT = env_str("TINYRAG_TEXT_PROMPT", "a photo of a {query}.")
+TINYRAG_UPLOAD_MAX_BYTES = env_int("TINYRAG_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+# Decompression bombs: a small file that decodes to a huge bitmap is refused before decoding.
+TINYRAG_UPLOAD_MAX_PIXELS = env_int("TINYRAG_UPLOAD_MAX_PIXELS", 40_000_000)
+# Let a whole upload through Django so the size check can answer with a clear error.
+DATA_UPLOAD_MAX_MEMORY_SIZE = TINYRAG_UPLOAD_MAX_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = TINYRAG_UPLOAD_MAX_BYTES + 1024 * 1024
+
+# --- API ----------------------------------------------------------------------------------
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env_str("TINYRAG_API_RATE", "120/minute")},
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "search.api_errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TinyRAG API",
+    "DESCRIPTION": "Multimodal image search with retrieval-augmented descriptions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

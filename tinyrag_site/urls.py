@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tinyrag_site import accounts
 
@@ -21,5 +23,14 @@ account_patterns = [
 urlpatterns = [
     path("accounts/", include(account_patterns)),
     path("admin/", admin.site.urls),
+    # DRF authenticates API requests itself (session or token) and answers 401/403 in the API's
+    # error format, so the login-redirecting middleware stands aside for these.
+    path("api/v1/", include("search.api_urls")),
+    path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
+    path(
+        "api/docs/",
+        login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path("", include("search.urls")),
 ]

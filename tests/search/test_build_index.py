@@ -221,5 +221,5 @@ def test_missing_model_is_a_clear_error(imported, clip_settings, tmp_path):
 
 def test_home_page_describes_the_published_index(imported, clip_settings, auth_client):
     build()
-    html = auth_client.get("/").content.decode()
+    html = auth_client.get("/collections/").content.decode()
     assert "Index <strong>tiny</strong>: 20 images of tiny-imagenet-200 (train)" in html

@@ -88,17 +88,17 @@ def test_password_change(auth_client, user, password):
     assert user.check_password("another-long-passphrase-77")
 
 
-def test_home_lists_imported_datasets(auth_client, prepared_root):
+def test_collections_lists_imported_datasets(auth_client, prepared_root):
     from django.core.management import call_command
 
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
-    html = auth_client.get(reverse("search:home")).content.decode()
+    html = auth_client.get(reverse("search:collections")).content.decode()
     assert "<td>tiny-imagenet-200</td>" in html
     assert "<td>20</td><td>12</td><td>4</td>" in html
 
 
-def test_home_without_data_says_which_commands_to_run(auth_client):
-    html = auth_client.get(reverse("search:home")).content.decode()
+def test_collections_without_data_says_which_commands_to_run(auth_client):
+    html = auth_client.get(reverse("search:collections")).content.decode()
     assert "python manage.py import_dataset" in html
 
 
