@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
     "search",
     "evaluation",
 ]
@@ -180,6 +182,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # faiss logs every instruction set it tries at import
+    "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
 
 # --- Models -------------------------------------------------------------------------------
@@ -239,4 +243,33 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Descriptions (retrieval-augmented generation) ----------------------------------------
+# transformers: Qwen2-VL in the worker process; openai: any OpenAI-compatible chat-completions
+# server (vLLM, SGLang, Ollama); none: descriptions disabled.
+TINYRAG_VLM_BACKEND = env_str("TINYRAG_VLM_BACKEND", "transformers")
+TINYRAG_VLM_MODEL = env_str("TINYRAG_VLM_MODEL", "Qwen/Qwen2-VL-2B-Instruct")
+TINYRAG_VLM_URL = env_str("TINYRAG_VLM_URL", "http://127.0.0.1:8001/v1")
+TINYRAG_VLM_API_KEY = env_str("TINYRAG_VLM_API_KEY", "")
+# Model name the OpenAI-compatible server knows (default: TINYRAG_VLM_MODEL).
+TINYRAG_VLM_SERVED_MODEL = env_str("TINYRAG_VLM_SERVED_MODEL", "")
+TINYRAG_VLM_TIMEOUT = env_int("TINYRAG_VLM_TIMEOUT", 120)  # seconds without a token
+TINYRAG_VLM_MAX_NEW_TOKENS = env_int("TINYRAG_VLM_MAX_NEW_TOKENS", 128)
+# A 64x64 image is only 4 visual tokens to Qwen2-VL (28-pixel patches after merging);
+# resizing to 224x224 gives it 64. Pixel bounds for the image processor:
+TINYRAG_VLM_MIN_PIXELS = env_int("TINYRAG_VLM_MIN_PIXELS", 224 * 224)
+TINYRAG_VLM_MAX_PIXELS = env_int("TINYRAG_VLM_MAX_PIXELS", 448 * 448)
+# Neighbours whose labels become the context of a description.
+TINYRAG_RAG_K = env_int("TINYRAG_RAG_K", 5)
+# A description with no progress for this long is retried once, then marked failed.
+TINYRAG_DESCRIPTION_STALL_SECONDS = env_int("TINYRAG_DESCRIPTION_STALL_SECONDS", 300)
+
+# Background work: Django's Tasks API (django-tasks backport on 5.2); the database backend and
+# its `manage.py db_worker` by default. https://github.com/RealOrangeOne/django-tasks
+TASKS = {
+    "default": {
+        "BACKEND": env_str("TINYRAG_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default"],
+    }
 }

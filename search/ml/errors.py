@@ -1,0 +1,29 @@
+"""Errors of the model layer: one clear line each, fit for a page, an API error or a command."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base class of the errors raised by search.ml."""
+
+
+class DeviceError(ModelError):
+    """TINYRAG_DEVICE names a device that is unknown or absent on this machine."""
+
+
+class ModelLoadError(ModelError):
+    """A model cannot be loaded: missing, offline and not cached, or not the expected kind.
+
+    The message names the model id and the setting (environment variable) that can point at a
+    local directory instead, because that is what an operator without network can act on.
+    """
+
+    def __init__(self, model_id: str, setting: str, reason: str) -> None:
+        self.model_id = model_id
+        self.setting = setting
+        self.reason = reason
+        super().__init__(
+            f"Cannot load model {model_id!r}: {reason}. Run `manage.py setup_models` where the "
+            f"Hugging Face hub is reachable, or set {setting} to a local directory that holds "
+            "the model."
+        )
