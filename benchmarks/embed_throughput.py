@@ -99,30 +99,14 @@ def run_baseline(paths: list[Path], model_dir: Path, batch_size: int) -> tuple[R
     return _run("baseline", len(vectors), seconds, detail), vectors
 
 
-class _PreprocessedFiles:
-    """A map-style dataset: path -> pixels, evaluated in DataLoader workers."""
-
-    def __init__(self, paths: list[Path], preprocess) -> None:
-        self.paths = paths
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        return self.preprocess(self.paths[index])
-
-
 def run_ours(
     paths: list[Path], model_dir: Path, batch_size: int, workers: int, *, compile: bool = True
 ) -> tuple[Run, np.ndarray]:
-    """TinyRAG's pipeline: decode + preprocess in `workers` processes, bf16 model in this one.
-
-    (To be swapped for the real build_index pipeline function once it exists.)
-    """
+    """TinyRAG's pipeline, as build_index runs it (search/ml/batches.py): decode + preprocess
+    in `workers` processes, the bf16 model batched in this one."""
     import torch
-    from torch.utils.data import DataLoader
 
+    from search.ml.batches import image_files, pixel_batches
     from search.ml.clip import ClipEmbedder, collate_pixels
     from search.ml.device import compute_target
 
@@ -139,14 +123,8 @@ def run_ours(
     warm_up = time.perf_counter() - started  # includes the compilation
 
     started = time.perf_counter()
-    loader = DataLoader(
-        _PreprocessedFiles(paths, preprocess),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_pixels,
-        prefetch_factor=4 if workers else None,  # keep a few batches ready per model step
-    )
-    vectors = np.concatenate([embedder.embed_pixel_batch(pixels) for pixels in loader])
+    batches = pixel_batches(image_files(paths), preprocess, batch_size=batch_size, workers=workers)
+    vectors = np.concatenate([embedder.embed_pixel_batch(b.pixels) for b in batches])
     seconds = time.perf_counter() - started
     compiled = embedder._compiled_forward is not None
     detail = (

@@ -19,14 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from django.conf import settings
-from PIL import Image as PILImage
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
 from search import index as faiss_index
 from search.index import IndexManifest, IndexType
+from search.ml.batches import ImageFile, pixel_batches
 from search.models import Dataset, Image
 
 SHARD_TARGET = 2048  # images per shard: ~30 s of CPU work, so a crash loses little
@@ -46,17 +43,12 @@ class BuildOptions:
     workers: int = 2
     limit_per_class: int | None = None
     restart: bool = False
+    compile: bool = False  # torch.compile the image tower (pays off on long builds)
     index_params: dict = field(default_factory=dict)
 
     @property
     def shard_size(self) -> int:
         return max(1, SHARD_TARGET // self.batch_size) * self.batch_size
-
-
-@dataclass(frozen=True)
-class PlannedImage:
-    id: int
-    path: str  # absolute
 
 
 def resolve_dataset(name: str | None) -> Dataset:
@@ -89,34 +81,8 @@ def plan_images(dataset: Dataset, splits: tuple[str, ...], limit_per_class: int 
             if taken.get(key, 0) >= limit_per_class:
                 continue
             taken[key] = taken.get(key, 0) + 1
-        plan.append(PlannedImage(image_id, str(root / path)))
+        plan.append(ImageFile(image_id, str(root / path)))
     return plan
-
-
-class ImageFiles(TorchDataset):
-    """Decodes and preprocesses one image per item, inside a DataLoader worker."""
-
-    def __init__(self, items: list[PlannedImage], preprocess: Callable):
-        self.items, self.preprocess = items, preprocess
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        item = self.items[i]
-        try:
-            with PILImage.open(item.path) as img:
-                return item.id, self.preprocess(img), ""  # converts any mode to RGB
-        except Exception as exc:  # noqa: BLE001 -- any undecodable file is skipped, not fatal
-            return item.id, None, f"{item.path}: {exc or type(exc).__name__}"
-
-
-def collate(batch):
-    good = [(i, x) for i, x, _ in batch if x is not None]
-    errors = [e for _, x, e in batch if x is None]
-    ids = np.array([i for i, _ in good], dtype=np.int64)
-    pixels = torch.stack([x for _, x in good]) if good else None
-    return ids, pixels, errors
 
 
 def _fingerprint(options: BuildOptions, dataset: Dataset, model_id: str, plan) -> str:
@@ -224,15 +190,11 @@ def build_index(
 
     embed_seconds, embedded = 0.0, 0
     if first_todo < shards:
-        loader = DataLoader(
-            ImageFiles(plan, embedder.image_preprocessor()),
-            batch_sampler=list(
-                _batches_within_shards(len(plan), shard_size, options.batch_size, first_todo)
-            ),
-            num_workers=options.workers,
-            collate_fn=collate,
-            # enough decoded batches queued to cover a model step on the slowest worker
-            prefetch_factor=4 if options.workers else None,
+        if options.compile:
+            embedder.compile_image_batches()
+        batches = pixel_batches(
+            plan, embedder.image_preprocessor(), workers=options.workers,
+            batches=_batches_within_shards(len(plan), shard_size, options.batch_size, first_todo),
         )
         done_before = min(first_todo * shard_size, len(plan))
         bar = (
@@ -244,16 +206,15 @@ def build_index(
         position, shard = done_before, first_todo
         t0 = time.perf_counter()
         try:
-            for ids, pixels, errors in loader:
-                if pixels is not None:
-                    shard_ids.append(ids)
-                    shard_vecs.append(embedder.embed_pixel_batch(pixels))
-                shard_skipped.extend(errors)
-                size = len(ids) + len(errors)
-                position += size
-                embedded += len(ids)
+            for batch in batches:
+                if batch.pixels is not None:
+                    shard_ids.append(batch.ids)
+                    shard_vecs.append(embedder.embed_pixel_batch(batch.pixels))
+                shard_skipped.extend(batch.errors)
+                position += len(batch)
+                embedded += len(batch.ids)
                 if bar is not None:
-                    bar.update(size)
+                    bar.update(len(batch))
                 if position == min((shard + 1) * shard_size, len(plan)):
                     store.save(
                         shard,

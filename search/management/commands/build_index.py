@@ -83,7 +83,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             workers=max(0, options["workers"]),
             limit_per_class=options["limit_per_class"],
-            restart=options["restart"],
+            restart=options["restart"], compile=options["compile"],
         )
         verbose = options["verbosity"] >= 1
         try:
