@@ -131,3 +131,61 @@ class SearchResult(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.image_id} ({self.score:.3f})"
+
+
+class Description(models.Model):
+    """A generated description of a result image (or of the query's own upload)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    class Context(models.TextChoices):
+        RETRIEVED = "retrieved", "labels of retrieved neighbours"
+        NONE = "none", "image only"
+
+    query = models.ForeignKey(SearchQuery, on_delete=models.CASCADE, related_name="descriptions")
+    image = models.ForeignKey(
+        Image, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        help_text="Empty: the query's uploaded image.",
+    )
+    image_key = models.CharField(
+        max_length=80, help_text="image:<id> or upload:<sha256>; identical requests share it."
+    )
+    backend = models.CharField(max_length=32)
+    model = models.CharField(max_length=255)
+    prompt_version = models.CharField(max_length=32)
+    context_mode = models.CharField(max_length=16, choices=Context.choices)
+    context = models.JSONField(default=dict, blank=True)
+    prompt = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    text = models.TextField(blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    time_to_first_token_ms = models.FloatField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    reused_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["image_key", "context_mode", "model", "prompt_version", "status"],
+                         name="description_reuse_idx"),
+            models.Index(fields=["status", "updated_at"], name="description_stall_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_key} [{self.status}]"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}

@@ -67,9 +67,11 @@ def class_choices(dataset_name: str | None) -> QuerySet[ImageClass]:
 
 
 def classes_with_counts() -> QuerySet[ImageClass]:
-    return ImageClass.objects.select_related("dataset").annotate(
-        image_count=Count("images")
-    ).order_by("dataset__name", "wnid")
+    return (
+        ImageClass.objects.select_related("dataset")
+        .annotate(image_count=Count("images"))
+        .order_by("dataset__name", "wnid")
+    )
 
 
 def image_file_path(image: Image) -> Path:
@@ -79,3 +81,18 @@ def image_file_path(image: Image) -> Path:
     if not path.is_relative_to(root):
         raise FileNotFoundError(f"image {image.pk} points outside its dataset")
     return path
+
+
+def get_description(*, user, description_id: int):
+    """One of the user's descriptions (through its query); others' are not found."""
+    from search.models import Description
+
+    return Description.objects.select_related("query", "image__image_class").get(
+        pk=description_id, query__user=user
+    )
+
+
+def descriptions_enabled() -> bool:
+    from django.conf import settings
+
+    return settings.TINYRAG_VLM_BACKEND != "none"

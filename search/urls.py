@@ -14,6 +14,13 @@ urlpatterns = [
     path("history/<int:pk>/rerun/", views.rerun_query, name="query-rerun"),
     path("history/<int:pk>/delete/", views.delete_query, name="query-delete"),
     path("history/<int:pk>/upload/", views.query_upload, name="query-upload"),
+    path("history/<int:pk>/describe/", views.describe, name="describe"),
+    path("descriptions/<int:pk>/", views.description_detail, name="description"),
+    path(
+        "descriptions/<int:pk>/regenerate/",
+        views.regenerate_description,
+        name="description-regenerate",
+    ),
     path("images/<int:pk>/", views.image_file, name="image"),
     path("images/<int:pk>/thumb/", views.image_thumbnail, name="image-thumb"),
     path("images/<int:pk>/similar/", views.similar, name="similar"),

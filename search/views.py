@@ -24,16 +24,19 @@ from rest_framework.authtoken.models import Token
 
 from search.index import SearchIndexError
 from search.ml.errors import ModelError
-from search.models import Image, SearchQuery
+from search.models import Description, Image, SearchQuery
 from search.selectors import (
     class_choices,
     dataset_overview,
+    descriptions_enabled,
+    get_description,
     get_query,
     image_file_path,
     index_status,
     query_history,
     query_results,
 )
+from search.services import describe as describe_service
 from search.services import search as search_service
 from search.services.search import SearchInputError
 from search.services.uploads import UploadError
@@ -43,8 +46,11 @@ IMAGE_CACHE_SECONDS = 24 * 3600  # dataset files never change under the same id
 
 
 class SearchForm(forms.Form):
-    text = forms.CharField(required=False, max_length=500,
-                           widget=forms.TextInput(attrs={"placeholder": "Search in any language"}))
+    text = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "Search in any language"}),
+    )
     image = forms.FileField(required=False)
     top_k = forms.IntegerField()  # bounds from settings, set per form
     class_filter = forms.ChoiceField(required=False)
@@ -52,8 +58,11 @@ class SearchForm(forms.Form):
     def __init__(self, *args, dataset_name: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["top_k"] = forms.IntegerField(
-            label="Results", min_value=1, max_value=settings.TINYRAG_TOP_K_MAX,
-            initial=settings.TINYRAG_TOP_K_DEFAULT)
+            label="Results",
+            min_value=1,
+            max_value=settings.TINYRAG_TOP_K_MAX,
+            initial=settings.TINYRAG_TOP_K_DEFAULT,
+        )
         self.fields["class_filter"].choices = [("", "All classes")] + [
             (c.wnid, f"{c.name} ({c.wnid})") for c in class_choices(dataset_name)
         ]
@@ -72,7 +81,7 @@ def _page_context(form: SearchForm | None = None, **extra) -> dict:
 
 
 def _result_context(query: SearchQuery) -> dict:
-    return {"query": query, "results": query_results(query)}
+    return {"query": query, "results": query_results(query), "can_describe": descriptions_enabled()}
 
 
 @require_GET
@@ -83,13 +92,19 @@ def search_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def run_search(request: HttpRequest) -> HttpResponse:
     status = index_status()
-    form = SearchForm(request.POST, request.FILES,
-                      dataset_name=status.manifest.dataset if status.manifest else None)
+    form = SearchForm(
+        request.POST,
+        request.FILES,
+        dataset_name=status.manifest.dataset if status.manifest else None,
+    )
     error = None
     if form.is_valid():
         data = form.cleaned_data
-        common = {"user": request.user, "top_k": data["top_k"],
-                  "class_filter": data["class_filter"] or None}
+        common = {
+            "user": request.user,
+            "top_k": data["top_k"],
+            "class_filter": data["class_filter"] or None,
+        }
         try:
             if data.get("image"):
                 query = search_service.image_search(data=data["image"].read(), **common)
@@ -138,7 +153,82 @@ def _own_query(request: HttpRequest, pk: int) -> SearchQuery:
 @require_GET
 def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
-    return render(request, "search/query.html", {**_page_context(), **_result_context(query)})
+    return render(
+        request,
+        "search/query.html",
+        {
+            **_page_context(),
+            **_result_context(query),
+            "descriptions": query.descriptions.select_related("image__image_class"),
+        },
+    )
+
+
+def _own_description(request: HttpRequest, pk: int) -> Description:
+    try:
+        description = get_description(user=request.user, description_id=pk)
+    except Description.DoesNotExist:
+        raise Http404("No such description in your history.") from None
+    if not description.finished and describe_service.recover_stalled(
+        Description.objects.filter(pk=pk)
+    ):
+        description.refresh_from_db()
+    return description
+
+
+def _description_response(request: HttpRequest, description: Description) -> HttpResponse:
+    if request.htmx:
+        return render(request, "search/description.html#card", {"description": description})
+    return redirect("search:description", pk=description.pk)
+
+
+@require_POST
+def describe(request: HttpRequest, pk: int) -> HttpResponse:
+    query = _own_query(request, pk)
+    image_id = request.POST.get("image_id") or None
+    try:
+        description = describe_service.request_description(
+            query=query,
+            image_id=int(image_id) if image_id else None,
+            context_mode=request.POST.get("context", Description.Context.RETRIEVED),
+        )
+    except (
+        ValueError,
+        SearchInputError,
+        describe_service.DescriptionsDisabled,
+        SearchIndexError,
+        ModelError,
+    ) as exc:
+        if request.htmx:
+            return render(request, "search/description.html#card", {"error": str(exc)})
+        messages.error(request, str(exc))
+        return redirect("search:query", pk=pk)
+    return _description_response(request, description)
+
+
+@require_GET
+def description_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    description = _own_description(request, pk)
+    template = "search/description.html#card" if request.htmx else "search/description.html"
+    return render(request, template, {"description": description})
+
+
+@require_POST
+def regenerate_description(request: HttpRequest, pk: int) -> HttpResponse:
+    old = _own_description(request, pk)
+    try:
+        description = describe_service.request_description(
+            query=old.query, image_id=old.image_id, context_mode=old.context_mode, regenerate=True
+        )
+    except (
+        SearchInputError,
+        describe_service.DescriptionsDisabled,
+        SearchIndexError,
+        ModelError,
+    ) as exc:
+        messages.error(request, str(exc))
+        return redirect("search:description", pk=pk)
+    return _description_response(request, description)
 
 
 @require_POST
@@ -224,8 +314,11 @@ def image_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def collections(request: HttpRequest) -> HttpResponse:
-    return render(request, "search/collections.html",
-                  {"datasets": dataset_overview(), "index": index_status()})
+    return render(
+        request,
+        "search/collections.html",
+        {"datasets": dataset_overview(), "index": index_status()},
+    )
 
 
 @require_http_methods(["GET", "POST"])

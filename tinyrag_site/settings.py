@@ -256,6 +256,7 @@ TINYRAG_VLM_API_KEY = env_str("TINYRAG_VLM_API_KEY", "")
 TINYRAG_VLM_SERVED_MODEL = env_str("TINYRAG_VLM_SERVED_MODEL", "")
 TINYRAG_VLM_TIMEOUT = env_int("TINYRAG_VLM_TIMEOUT", 120)  # seconds without a token
 TINYRAG_VLM_MAX_NEW_TOKENS = env_int("TINYRAG_VLM_MAX_NEW_TOKENS", 128)
+TINYRAG_VLM_MIN_NEW_TOKENS = env_int("TINYRAG_VLM_MIN_NEW_TOKENS", 0)
 # A 64x64 image is only 4 visual tokens to Qwen2-VL (28-pixel patches after merging);
 # resizing to 224x224 gives it 64. Pixel bounds for the image processor:
 TINYRAG_VLM_MIN_PIXELS = env_int("TINYRAG_VLM_MIN_PIXELS", 224 * 224)

@@ -61,6 +61,12 @@ class Command(BaseCommand):
             help="Index at most N images per class and split (quick builds).",
         )
         parser.add_argument(
+            "--compile",
+            action="store_true",
+            help="torch.compile the image tower: ~1.4x faster on large builds, after 12-35 s "
+            "of compilation.",
+        )
+        parser.add_argument(
             "--restart",
             action="store_true",
             help="Discard shards of an interrupted build and start over.",
@@ -83,7 +89,8 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             workers=max(0, options["workers"]),
             limit_per_class=options["limit_per_class"],
-            restart=options["restart"], compile=options["compile"],
+            restart=options["restart"],
+            compile=options["compile"],
         )
         verbose = options["verbosity"] >= 1
         try:

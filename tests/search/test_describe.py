@@ -1,0 +1,253 @@
+"""Descriptions end to end: request -> Description row -> task -> db_worker -> streamed text.
+
+Through the tiny Qwen2-VL (transformers backend) and the fake OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from search.models import Description, Image, SearchQuery
+from search.services import describe
+from search.services.search import SearchInputError, text_search
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def query(search_index, vlm_settings, user):
+    vlm_settings.TINYRAG_VLM_MIN_NEW_TOKENS = 4  # a random-weight model may stop at once
+    return text_search(user=user, text="lemon", top_k=5)
+
+
+def run_worker():
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+
+
+def first_result(query: SearchQuery) -> Image:
+    return query.results.get(rank=1).image
+
+
+def test_request_queues_a_task_with_the_retrieved_context(query):
+    image = first_result(query)
+    description = describe.request_description(query=query, image_id=image.pk)
+
+    assert description.status == "queued"
+    assert (description.backend, description.prompt_version) == ("transformers", "rag-v1")
+    context = description.context
+    assert context["k"] == 5
+    neighbour_ids = [n["image_id"] for n in context["neighbours"]]
+    assert image.pk not in neighbour_ids  # the image never votes for itself
+    assert len(neighbour_ids) == 5
+    # candidates re-counted independently from the neighbours' labels
+    votes = {}
+    for n in context["neighbours"]:
+        votes[n["wnid"]] = votes.get(n["wnid"], 0) + 1
+    assert {c["wnid"]: c["votes"] for c in context["candidates"]} == votes
+    assert description.prompt == describe.build_prompt("retrieved", context)
+    task = DBTaskResult.objects.get()
+    assert task.args_kwargs["args"] == [description.pk]
+
+
+def test_worker_streams_the_text_into_the_row(query):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "done", description.error
+    assert description.text
+    assert 4 <= description.tokens <= 8
+    assert description.time_to_first_token_ms > 0
+    assert description.started_at <= description.finished_at
+    assert description.attempts == 1
+
+
+def test_context_none_gives_the_image_only(query):
+    description = describe.request_description(
+        query=query, image_id=first_result(query).pk, context_mode="none"
+    )
+    assert description.context == {}
+    assert "categor" not in description.prompt
+
+
+def test_identical_request_reuses_and_regenerate_forces_a_new_one(query, other_user):
+    image = first_result(query)
+    first = describe.request_description(query=query, image_id=image.pk)
+    assert describe.request_description(query=query, image_id=image.pk) == first  # in flight
+    run_worker()
+    first.refresh_from_db()
+
+    other_query = text_search(user=other_user, text="lemon", top_k=5)
+    reused = describe.request_description(query=other_query, image_id=image.pk)
+    assert (reused.status, reused.text, reused.reused_from) == ("done", first.text, first)
+    assert DBTaskResult.objects.count() == 1  # nothing generated again
+
+    fresh = describe.request_description(query=query, image_id=image.pk, regenerate=True)
+    assert fresh.status == "queued"
+    assert fresh.reused_from is None
+
+
+def test_only_the_querys_images_can_be_described(query):
+    stranger = Image.objects.exclude(pk__in=query.results.values("image_id")).first()
+    with pytest.raises(SearchInputError, match="not among this query's images"):
+        describe.request_description(query=query, image_id=stranger.pk)
+    with pytest.raises(SearchInputError, match="no uploaded image"):
+        describe.request_description(query=query)
+
+
+def test_disabled_backend(query, settings):
+    settings.TINYRAG_VLM_BACKEND = "none"
+    with pytest.raises(describe.DescriptionsDisabled):
+        describe.request_description(query=query, image_id=first_result(query).pk)
+
+
+def test_a_failure_marks_the_row_and_the_worker_goes_on(query, monkeypatch):
+    images = [r.image for r in query.results.order_by("rank")[:2]]
+    broken, fine = (describe.request_description(query=query, image_id=i.pk) for i in images)
+    real_open = describe.open_subject
+
+    def open_or_fail(q, image):
+        if image is not None and image.pk == images[0].pk:
+            raise OSError("image file is truncated")
+        return real_open(q, image)
+
+    monkeypatch.setattr(describe, "open_subject", open_or_fail)
+    run_worker()
+    broken.refresh_from_db()
+    fine.refresh_from_db()
+    assert (broken.status, broken.error) == ("failed", "image file is truncated")
+    assert fine.status == "done"
+
+
+def test_missing_model_fails_readably(query, settings, tmp_path):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    settings.TINYRAG_VLM_MODEL = str(tmp_path / "no-such-model")
+    from search.ml.registry import registry
+
+    registry.clear()
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "failed"
+    assert "TINYRAG_VLM_MODEL" in description.error
+
+
+def test_stalled_row_is_retried_once_then_failed(query, settings):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    old = timezone.now() - timedelta(seconds=settings.TINYRAG_DESCRIPTION_STALL_SECONDS + 1)
+    # a worker took it and died (kill -9): running, attempt 1, no progress since
+    Description.objects.filter(pk=description.pk).update(
+        status="running", attempts=1, updated_at=old
+    )
+    assert describe.recover_stalled() == 1
+    description.refresh_from_db()
+    assert description.status == "queued"
+    assert DBTaskResult.objects.count() == 2  # enqueued again for a live worker
+    run_worker()
+    description.refresh_from_db()
+    assert (description.status, description.attempts) == ("done", 2)
+
+    second = describe.request_description(
+        query=query, image_id=first_result(query).pk, regenerate=True
+    )
+    Description.objects.filter(pk=second.pk).update(status="running", attempts=2, updated_at=old)
+    describe.recover_stalled()
+    second.refresh_from_db()
+    assert second.status == "failed"
+    assert "stopped making progress" in second.error
+
+
+def test_openai_backend_through_the_worker(
+    search_index, openai_vlm_settings, fake_vlm_server, user
+):
+    query = text_search(user=user, text="lemon", top_k=5)
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "done", description.error
+    assert description.text == "A small red fish in water."
+    sent = fake_vlm_server.requests[-1].body
+    parts = sent["messages"][-1]["content"]
+    assert {"type": "text", "text": description.prompt} in parts
+    assert description.backend == "openai"
+
+
+def test_openai_server_error_ends_failed(search_index, openai_vlm_settings, fake_vlm_server, user):
+    fake_vlm_server.set_error(503, "model is loading")
+    query = text_search(user=user, text="lemon", top_k=5)
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "failed"
+    assert "503" in description.error
+    assert "model is loading" in description.error
+
+
+def test_upload_query_describes_the_upload(search_index, vlm_settings, user, auth_client):
+    from tests.search.test_views import png_of, search, upload
+
+    target = Image.objects.filter(split="train").first()
+    search(auth_client, image=upload(png_of(search_index / target.path)))
+    query = SearchQuery.objects.get(kind="image")
+    description = describe.request_description(query=query)
+    assert description.image is None
+    assert description.image_key.startswith("upload:")
+    assert target.pk in [n["image_id"] for n in description.context["neighbours"]]
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "done", description.error
+
+
+def test_htmx_describe_polls_until_done(query, auth_client):
+    image = first_result(query)
+    response = auth_client.post(
+        reverse("search:describe", args=[query.pk]), {"image_id": image.pk}, HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    description = Description.objects.get()
+    assert html.lstrip().startswith(f'<article id="description-{description.pk}"')
+    assert 'hx-trigger="every 1s"' in html
+
+    run_worker()
+    description.refresh_from_db()
+    poll = auth_client.get(
+        reverse("search:description", args=[description.pk]), HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "hx-trigger" not in poll  # finished: polling stops
+    assert description.text in poll
+    page = auth_client.get(reverse("search:query", args=[query.pk])).content.decode()
+    assert f'id="description-{description.pk}"' in page  # back from the history: same state
+
+
+def test_no_js_describe_redirects_to_the_description_page(query, auth_client):
+    response = auth_client.post(
+        reverse("search:describe", args=[query.pk]), {"image_id": first_result(query).pk}
+    )
+    description = Description.objects.get()
+    assert response["Location"] == reverse("search:description", args=[description.pk])
+    assert auth_client.get(response["Location"]).status_code == 200
+
+
+def test_other_users_description_is_404(query, client, other_user):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    client.force_login(other_user)
+    assert client.get(reverse("search:description", args=[description.pk])).status_code == 404
+    url = reverse("search:description-regenerate", args=[description.pk])
+    assert client.post(url).status_code == 404
+    assert (
+        client.post(
+            reverse("search:describe", args=[query.pk]), {"image_id": first_result(query).pk}
+        ).status_code
+        == 404
+    )
+
+
+def test_describe_button_is_hidden_when_disabled(query, auth_client, settings):
+    url = reverse("search:query", args=[query.pk])
+    assert ">Describe</button>" in auth_client.get(url).content.decode()
+    settings.TINYRAG_VLM_BACKEND = "none"
+    assert ">Describe</button>" not in auth_client.get(url).content.decode()
