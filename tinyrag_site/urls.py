@@ -32,5 +32,6 @@ urlpatterns = [
         login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
+    path("evaluation/", include("evaluation.urls")),
     path("", include("search.urls")),
 ]
