@@ -8,6 +8,9 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deployment-0123456789")
 os.environ.setdefault("TINYRAG_HTTPS", "0")
+os.environ.setdefault("TINYRAG_STATIC_MANIFEST", "0")  # no collectstatic before tests
+os.environ.setdefault("TINYRAG_LOG_FORMAT", "plain")
+os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="tinyrag-tests-static-"))
 os.environ.setdefault("TINYRAG_DATA_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-data-"))
 os.environ.setdefault("TINYRAG_INDEX_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-index-"))
 

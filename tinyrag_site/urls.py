@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from tinyrag_site import accounts
+from tinyrag_site import accounts, health
 
 account_patterns = [
     path("signup/", accounts.signup, name="signup"),
@@ -21,6 +21,8 @@ account_patterns = [
 ]
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("accounts/", include(account_patterns)),
     path("admin/", admin.site.urls),
     # DRF authenticates API requests itself (session or token) and answers 401/403 in the API's

@@ -1,0 +1,65 @@
+"""Readiness checks shared by /readyz (load balancers) and `manage.py doctor` (people)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_database() -> Check:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 -- any driver error means "not reachable"
+        return Check("database", False, f"{connection.vendor}: {str(exc).strip() or exc!r}")
+    return Check("database", True, connection.vendor)
+
+
+def check_index() -> Check:
+    """The index is loaded and was built with the configured CLIP model (ids compared; the
+    dimension is checked at the first search, without loading a model here)."""
+    from search.index import SearchIndexError, get_index_service
+
+    try:
+        service = get_index_service()
+        manifest = service.get().manifest
+    except SearchIndexError as exc:
+        return Check("index", False, str(exc))
+    if manifest.model_id != settings.TINYRAG_CLIP_MODEL:
+        return Check("index", False,
+                     f"index {manifest.name!r} was built with {manifest.model_id}, but "
+                     f"TINYRAG_CLIP_MODEL is {settings.TINYRAG_CLIP_MODEL}; rebuild it")
+    return Check("index", True, f"{manifest.name}: {manifest.count:,} vectors, "
+                                f"{manifest.index_type}, {manifest.model_id}")
+
+
+def check_tasks() -> Check:
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+
+    name = type(task_backends[DEFAULT_TASK_BACKEND_ALIAS]).__name__
+    if name == "DatabaseBackend":
+        from django_tasks_db.models import DBTaskResult
+
+        try:
+            waiting = DBTaskResult.objects.ready().count()
+        except Exception as exc:  # noqa: BLE001
+            return Check("tasks", False, f"{name}: {exc}")
+        return Check("tasks", True, f"{name}: {waiting} waiting")
+    return Check("tasks", True, name)
+
+
+READINESS: list[Callable[[], Check]] = [check_database, check_index, check_tasks]
+
+
+def readiness() -> list[Check]:
+    return [check() for check in READINESS]

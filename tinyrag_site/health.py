@@ -1,0 +1,31 @@
+"""Health endpoints for load balancers: /healthz (the process answers) and /readyz."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from search.services.health import readiness
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the index and the task backend are usable; 503 otherwise."""
+    checks = readiness()
+    ready = all(c.ok for c in checks)
+    return JsonResponse(
+        {"status": "ready" if ready else "not ready",
+         "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}},
+        status=200 if ready else 503,
+    )
