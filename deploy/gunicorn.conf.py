@@ -1,0 +1,17 @@
+"""gunicorn settings for TinyRAG, from the environment (see .env.example)."""
+
+import os
+
+bind = os.environ.get("TINYRAG_BIND", "0.0.0.0:8000")
+# Each worker process holds its own CLIP and FAISS index in memory (~0.6 GB with ViT-B/32 and
+# 100k vectors): size workers by memory, and use threads for concurrency within one.
+workers = int(os.environ.get("TINYRAG_WEB_WORKERS", "2"))
+threads = int(os.environ.get("TINYRAG_WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("TINYRAG_WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+max_requests = 2000  # recycle workers now and then; jitter avoids all restarting at once
+max_requests_jitter = 200
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
