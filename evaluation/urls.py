@@ -1,2 +1,12 @@
+from django.urls import path
+
+from evaluation import views
+
 app_name = "evaluation"
-urlpatterns = []  # the evaluation pages land with issue 6
+
+urlpatterns = [
+    path("", views.run_list, name="list"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/json/", views.run_json, name="run-json"),
+    path("runs/<int:pk>/csv/", views.run_csv, name="run-csv"),
+]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -20,7 +21,11 @@ from search.services.uploads import UploadError
 
 # Django raises these while reading an oversized or overstuffed body; left alone they would
 # become an HTML 400 page.
-_BODY_LIMIT_ERRORS = (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+_BODY_LIMIT_ERRORS = {
+    RequestDataTooBig: "The request body is too large.",
+    TooManyFieldsSent: "The request has too many fields.",
+    TooManyFilesSent: "The request has too many files.",
+}
 
 
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict:
@@ -34,8 +39,8 @@ def exception_handler(exc, context):
     """DRF's handler, reshaped; domain errors become 400 (bad input) or 503 (not ready)."""
     if isinstance(exc, (SearchInputError, UploadError)):
         exc = exceptions.ValidationError(str(exc))
-    elif isinstance(exc, _BODY_LIMIT_ERRORS):
-        exc = exceptions.ValidationError(f"The request body cannot be read: {exc}")
+    elif type(exc) in _BODY_LIMIT_ERRORS:
+        exc = exceptions.ValidationError(_BODY_LIMIT_ERRORS[type(exc)])
     if isinstance(exc, (SearchIndexError, ModelError)):
         return Response(
             error_body("unavailable", str(exc)), status=status.HTTP_503_SERVICE_UNAVAILABLE
@@ -76,6 +81,7 @@ def _flatten(value) -> str:
     return str(value)
 
 
+@csrf_exempt  # like the DRF views: a POST to a wrong URL is a 404, not an HTML CSRF 403
 def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     """Any URL under the API that no route matches (a non-numeric id, a typo)."""
     return JsonResponse(

@@ -307,9 +307,11 @@ class IndexService:
             scores, ids = loaded.index.search(queries, want)
         else:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-            params = (faiss.SearchParametersHNSW(sel=selector, efSearch=max(want, 64))
-                      if loaded.manifest.index_type == IndexType.HNSW
-                      else faiss.SearchParameters(sel=selector))
+            params = (
+                faiss.SearchParametersHNSW(sel=selector, efSearch=max(want, 64))
+                if loaded.manifest.index_type == IndexType.HNSW
+                else faiss.SearchParameters(sel=selector)
+            )
             scores, ids = loaded.index.search(queries, want, params=params)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)

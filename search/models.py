@@ -148,7 +148,11 @@ class Description(models.Model):
 
     query = models.ForeignKey(SearchQuery, on_delete=models.CASCADE, related_name="descriptions")
     image = models.ForeignKey(
-        Image, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        Image,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="Empty: the query's uploaded image.",
     )
     image_key = models.CharField(
@@ -178,8 +182,10 @@ class Description(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["image_key", "context_mode", "model", "prompt_version", "status"],
-                         name="description_reuse_idx"),
+            models.Index(
+                fields=["image_key", "context_mode", "model", "prompt_version", "status"],
+                name="description_reuse_idx",
+            ),
             models.Index(fields=["status", "updated_at"], name="description_stall_idx"),
         ]
 

@@ -44,7 +44,9 @@ def query_history(*, user) -> QuerySet[SearchQuery]:
         .prefetch_related(
             Prefetch(
                 "results",
-                queryset=SearchResult.objects.filter(rank=1).select_related("image__image_class"),
+                queryset=SearchResult.objects.filter(rank=1).select_related(
+                    "image__image_class", "image__dataset"
+                ),
                 to_attr="top_results",
             )
         )

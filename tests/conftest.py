@@ -68,8 +68,9 @@ def expectations(synthetic_tinyimagenet):
 
 
 @pytest.fixture
-def search_index(prepared_root, clip_settings, tmp_path, db):
-    """The synthetic dataset imported and its train split indexed with the tiny CLIP."""
+def dataset_imported(prepared_root, clip_settings, tmp_path, db):
+    """The synthetic TinyImageNet in the database, with the tiny CLIP configured; the index
+    ("tiny") and uploads go to this test's tmp_path."""
     from django.core.management import call_command
 
     from search.index import clear_index_services
@@ -78,8 +79,17 @@ def search_index(prepared_root, clip_settings, tmp_path, db):
     clip_settings.TINYRAG_INDEX_NAME = "tiny"
     clip_settings.MEDIA_ROOT = tmp_path / "media"
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
-    call_command("build_index", "--name", "tiny", "--workers", "0", "--batch-size", "8",
-                 verbosity=0)
     clear_index_services()
     yield prepared_root
     clear_index_services()
+
+
+@pytest.fixture
+def search_index(dataset_imported):
+    """The train split of the synthetic dataset published as the flat index "tiny"."""
+    from django.core.management import call_command
+
+    call_command(
+        "build_index", "--name", "tiny", "--workers", "0", "--batch-size", "4", verbosity=0
+    )
+    return dataset_imported

@@ -25,7 +25,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = readiness()
     ready = all(c.ok for c in checks)
     return JsonResponse(
-        {"status": "ready" if ready else "not ready",
-         "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}},
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+        },
         status=200 if ready else 503,
     )

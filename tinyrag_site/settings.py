@@ -149,6 +149,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins allowed per username and per client address within the window (seconds).
+TINYRAG_LOGIN_FAILURE_LIMIT = env_int("TINYRAG_LOGIN_FAILURE_LIMIT", 5)
+TINYRAG_LOGIN_FAILURE_WINDOW = env_int("TINYRAG_LOGIN_FAILURE_WINDOW", 15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "search:home"
 LOGOUT_REDIRECT_URL = "login"

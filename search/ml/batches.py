@@ -70,14 +70,16 @@ def pixel_batches(
 ) -> Iterator[PixelBatch]:
     """Batches of `items` (or of the given index batches), decoded by `workers` processes."""
     kwargs = {"batch_sampler": list(batches)} if batches is not None else {"batch_size": batch_size}
-    return iter(DataLoader(
-        ImageFiles(items, preprocess),
-        num_workers=workers,
-        collate_fn=collate,
-        # enough decoded batches queued to cover a model step on the slowest worker
-        prefetch_factor=4 if workers else None,
-        **kwargs,
-    ))
+    return iter(
+        DataLoader(
+            ImageFiles(items, preprocess),
+            num_workers=workers,
+            collate_fn=collate,
+            # enough decoded batches queued to cover a model step on the slowest worker
+            prefetch_factor=4 if workers else None,
+            **kwargs,
+        )
+    )
 
 
 def image_files(paths: Sequence[Path | str]) -> list[ImageFile]:

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from search.index import get_index_service
+from search.index import IndexService, get_index_service
 from search.models import Description, Image, SearchQuery
 from search.selectors import image_file_path
 from search.services.retrieval import Hit, embed_image, nearest_images
@@ -86,9 +86,16 @@ def build_prompt(context_mode: str, context: dict) -> str:
     return f"{INSTRUCTION}\n{RAG_GUIDANCE.format(k=context['k'], candidates=chr(10).join(lines))}"
 
 
-def retrieved_context(image: PILImage.Image, *, k: int, exclude_ids: frozenset[int]) -> dict:
-    """The labels of the image's k nearest indexed neighbours (the image itself left out)."""
-    index = get_index_service()
+def retrieved_context(
+    image: PILImage.Image,
+    *,
+    k: int,
+    exclude_ids: frozenset[int],
+    index: IndexService | None = None,
+) -> dict:
+    """The labels of the image's k nearest indexed neighbours (the image itself left out), in
+    the published index searches use unless another is given (evaluation picks its own)."""
+    index = index or get_index_service()
     hits = nearest_images(
         embed_image(image, index).vector, k=k, index=index, exclude_ids=exclude_ids
     )

@@ -36,11 +36,17 @@ def check_index() -> Check:
     except SearchIndexError as exc:
         return Check("index", False, str(exc))
     if manifest.model_id != settings.TINYRAG_CLIP_MODEL:
-        return Check("index", False,
-                     f"index {manifest.name!r} was built with {manifest.model_id}, but "
-                     f"TINYRAG_CLIP_MODEL is {settings.TINYRAG_CLIP_MODEL}; rebuild it")
-    return Check("index", True, f"{manifest.name}: {manifest.count:,} vectors, "
-                                f"{manifest.index_type}, {manifest.model_id}")
+        return Check(
+            "index",
+            False,
+            f"index {manifest.name!r} was built with {manifest.model_id}, but "
+            f"TINYRAG_CLIP_MODEL is {settings.TINYRAG_CLIP_MODEL}; rebuild it",
+        )
+    return Check(
+        "index",
+        True,
+        f"{manifest.name}: {manifest.count:,} vectors, {manifest.index_type}, {manifest.model_id}",
+    )
 
 
 def check_tasks() -> Check:

@@ -193,7 +193,9 @@ def build_index(
         if options.compile:
             embedder.compile_image_batches()
         batches = pixel_batches(
-            plan, embedder.image_preprocessor(), workers=options.workers,
+            plan,
+            embedder.image_preprocessor(),
+            workers=options.workers,
             batches=_batches_within_shards(len(plan), shard_size, options.batch_size, first_todo),
         )
         done_before = min(first_todo * shard_size, len(plan))

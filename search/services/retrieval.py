@@ -38,8 +38,9 @@ def nearest_images(
     allowed_ids: np.ndarray | None = None,
 ) -> list[Hit]:
     """The top-k `Image` rows for one query vector, best first."""
-    ids, scores = index.search(vector.reshape(1, -1), k, exclude_ids=exclude_ids,
-                               allowed_ids=allowed_ids)
+    ids, scores = index.search(
+        vector.reshape(1, -1), k, exclude_ids=exclude_ids, allowed_ids=allowed_ids
+    )
     pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
     rows = Image.objects.select_related("image_class", "dataset").in_bulk([i for i, _ in pairs])
     # an id the database no longer has (image deleted since the build) is dropped, not an error
@@ -67,8 +68,14 @@ def search_text(text: str, *, k: int, index_name: str | None = None) -> list[Hit
     return nearest_images(embed_text(text, index).vector, k=k, index=index)
 
 
-def search_image(image: PILImage.Image, *, k: int, index_name: str | None = None,
-                 exclude_ids: frozenset[int] = frozenset()) -> list[Hit]:
+def search_image(
+    image: PILImage.Image,
+    *,
+    k: int,
+    index_name: str | None = None,
+    exclude_ids: frozenset[int] = frozenset(),
+) -> list[Hit]:
     index = get_index_service(index_name)
-    return nearest_images(embed_image(image, index).vector, k=k, index=index,
-                          exclude_ids=exclude_ids)
+    return nearest_images(
+        embed_image(image, index).vector, k=k, index=index, exclude_ids=exclude_ids
+    )

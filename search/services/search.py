@@ -16,8 +16,8 @@ from PIL import Image as PILImage
 
 from search.index import IndexService, get_index_service
 from search.models import Image, ImageClass, SearchQuery, SearchResult
-from search.services.retrieval import QueryVector, embed_image, embed_text, nearest_images
 from search.selectors import image_file_path
+from search.services.retrieval import QueryVector, embed_image, embed_text, nearest_images
 from search.services.uploads import SUFFIXES, read_upload
 
 
@@ -60,8 +60,9 @@ def _run(
     manifest = index.manifest  # raises a clear SearchIndexError when there is no index
     allowed = _allowed_ids(index, class_filter)
     query_vector: QueryVector = embed(index)
-    hits = nearest_images(query_vector.vector, k=k, index=index, exclude_ids=exclude_ids,
-                          allowed_ids=allowed)
+    hits = nearest_images(
+        query_vector.vector, k=k, index=index, exclude_ids=exclude_ids, allowed_ids=allowed
+    )
     upload = fields.pop("upload", None)
     with transaction.atomic():
         query = SearchQuery(
@@ -86,52 +87,78 @@ def _run(
     return query
 
 
-def text_search(*, user, text: str, top_k: int | None = None,
-                class_filter: str | None = None) -> SearchQuery:
+def text_search(
+    *, user, text: str, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
     text = " ".join(text.split())
     if not text:
         raise SearchInputError("Type something to search for.")
     if len(text) > 500:
         raise SearchInputError("The text is longer than 500 characters.")
-    return _run(user=user, kind=SearchQuery.Kind.TEXT, text=text, top_k=top_k,
-                class_filter=class_filter, embed=lambda index: embed_text(text, index))
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.TEXT,
+        text=text,
+        top_k=top_k,
+        class_filter=class_filter,
+        embed=lambda index: embed_text(text, index),
+    )
 
 
-def image_search(*, user, data: bytes, top_k: int | None = None,
-                 class_filter: str | None = None) -> SearchQuery:
+def image_search(
+    *, user, data: bytes, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
     """Search by an uploaded file (raises UploadError for anything but a valid image)."""
     image, fmt = read_upload(data)
-    return _run(user=user, kind=SearchQuery.Kind.IMAGE, top_k=top_k, class_filter=class_filter,
-                upload=(f"query{SUFFIXES[fmt]}", data),
-                embed=lambda index: embed_image(image, index))
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.IMAGE,
+        top_k=top_k,
+        class_filter=class_filter,
+        upload=(f"query{SUFFIXES[fmt]}", data),
+        embed=lambda index: embed_image(image, index),
+    )
 
 
-def similar_search(*, user, image_id: int, top_k: int | None = None,
-                   class_filter: str | None = None) -> SearchQuery:
-    """"More like this": the dataset image as the query, itself left out of the results."""
+def similar_search(
+    *, user, image_id: int, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
+    """ "More like this": the dataset image as the query, itself left out of the results."""
     try:
         source = Image.objects.select_related("dataset").get(pk=image_id)
     except Image.DoesNotExist:
         raise SearchInputError(f"No image with id {image_id}.") from None
-    with PILImage.open(image_file_path(source)) as img:
-        img.load()
-    return _run(user=user, kind=SearchQuery.Kind.SIMILAR, source_image=source, top_k=top_k,
-                class_filter=class_filter, exclude_ids=frozenset({source.pk}),
-                embed=lambda index: embed_image(img, index))
+    try:
+        with PILImage.open(image_file_path(source)) as img:
+            img.load()
+    except OSError:
+        raise SearchInputError(f"The file of image {image_id} cannot be read.") from None
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.SIMILAR,
+        source_image=source,
+        top_k=top_k,
+        class_filter=class_filter,
+        exclude_ids=frozenset({source.pk}),
+        embed=lambda index: embed_image(img, index),
+    )
 
 
 def rerun(*, query: SearchQuery) -> SearchQuery:
     """The same query again, against the index of today; a new history entry."""
-    common = {"user": query.user, "top_k": query.top_k,
-              "class_filter": query.filters.get("class")}
+    common = {"user": query.user, "top_k": query.top_k, "class_filter": query.filters.get("class")}
     if query.kind == SearchQuery.Kind.TEXT:
         return text_search(text=query.text, **common)
     if query.kind == SearchQuery.Kind.SIMILAR:
         if query.source_image_id is None:
             raise SearchInputError("The source image of this query no longer exists.")
         return similar_search(image_id=query.source_image_id, **common)
-    with query.uploaded_image.open("rb") as f:
-        return image_search(data=f.read(), **common)
+    try:
+        with query.uploaded_image.open("rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        raise SearchInputError("The uploaded image of this query is no longer stored.") from None
+    return image_search(data=data, **common)
 
 
 def delete_query(*, query: SearchQuery) -> None:

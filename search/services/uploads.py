@@ -28,8 +28,9 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
     if not data:
         raise UploadError("The file is empty.")
     if len(data) > limit:
-        raise UploadError(f"The file is {len(data) / 2**20:.1f} MB; the limit is "
-                          f"{limit / 2**20:.0f} MB.")
+        raise UploadError(
+            f"The file is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
@@ -37,15 +38,19 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
             if img.width * img.height > settings.TINYRAG_UPLOAD_MAX_PIXELS:
                 raise UploadError(
                     f"The image is {img.width}x{img.height} pixels; the limit is "
-                    f"{settings.TINYRAG_UPLOAD_MAX_PIXELS:,} pixels.")
+                    f"{settings.TINYRAG_UPLOAD_MAX_PIXELS:,} pixels."
+                )
             fmt = img.format
             img.seek(0)  # an animated GIF/WebP: its first frame
             img.load()
             img = ImageOps.exif_transpose(img)
     except UploadError:
         raise
-    except (UnidentifiedImageError, PILImage.DecompressionBombError,
-            PILImage.DecompressionBombWarning):
+    except (
+        UnidentifiedImageError,
+        PILImage.DecompressionBombError,
+        PILImage.DecompressionBombWarning,
+    ):
         raise UploadError("The file is not a JPEG, PNG, WebP, GIF or BMP image.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None

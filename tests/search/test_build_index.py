@@ -16,13 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def imported(prepared_root, clip_settings, tmp_path):
-    clip_settings.TINYRAG_INDEX_DIR = tmp_path / "vector_db"
-    clip_settings.TINYRAG_INDEX_NAME = "tiny"
-    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
-    fi.clear_index_services()
-    yield prepared_root
-    fi.clear_index_services()
+def imported(dataset_imported):
+    return dataset_imported
 
 
 def build(*args, **kwargs):

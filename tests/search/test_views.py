@@ -50,8 +50,9 @@ def test_search_page_without_index_says_what_to_run(auth_client, settings, tmp_p
     assert 'id="search-form"' not in html
 
 
-def test_text_search_without_js_saves_and_redirects_to_the_stored_results(auth_client, user,
-                                                                          search_index):
+def test_text_search_without_js_saves_and_redirects_to_the_stored_results(
+    auth_client, user, search_index
+):
     response = search(auth_client, text="lemon")
     query = SearchQuery.objects.get(user=user)
     assert response.status_code == 302
@@ -74,8 +75,9 @@ def test_text_search_with_htmx_returns_the_results_partial(auth_client, user, se
     assert html.count('class="result"') == 5
 
 
-def test_results_match_the_index_computed_independently(auth_client, user, search_index,
-                                                        clip_settings):
+def test_results_match_the_index_computed_independently(
+    auth_client, user, search_index, clip_settings
+):
     from search.ml.registry import get_clip_embedder
 
     search(auth_client, text="lemon")
@@ -83,8 +85,11 @@ def test_results_match_the_index_computed_independently(auth_client, user, searc
     vectors, ids = np.load(folder / "embeddings.npy"), np.load(folder / "ids.npy")
     query_vector = get_clip_embedder().embed_texts(["a photo of a lemon."])[0]
     expected = [int(i) for i in ids[np.argsort(-(vectors @ query_vector))[:5]]]
-    stored = list(SearchQuery.objects.get(user=user).results.order_by("rank")
-                  .values_list("image_id", flat=True))
+    stored = list(
+        SearchQuery.objects.get(user=user)
+        .results.order_by("rank")
+        .values_list("image_id", flat=True)
+    )
     assert stored == expected
 
 
@@ -109,10 +114,13 @@ def test_image_upload_finds_the_same_image_first(auth_client, user, search_index
     assert b"".join(served.streaming_content) == png_of(search_index / target.path)
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"", "The submitted file is empty."),
-    (b"MZ\x90\x00 definitely not an image", "not a JPEG, PNG, WebP, GIF or BMP image"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "The submitted file is empty."),
+        (b"MZ\x90\x00 definitely not an image", "not a JPEG, PNG, WebP, GIF or BMP image"),
+    ],
+)
 def test_bad_upload_is_a_form_error_not_a_500(auth_client, search_index, data, message):
     response = search(auth_client, image=upload(data, "x.png"))
     assert response.status_code == 400
@@ -133,7 +141,9 @@ def test_two_users_uploads_never_share_a_path(client, user, other_user, search_i
     for who in (user, other_user):
         client.force_login(who)
         search(client, image=upload(data))
-    first, second = (SearchQuery.objects.get(user=u).uploaded_image.name for u in (user, other_user))
+    first, second = (
+        SearchQuery.objects.get(user=u).uploaded_image.name for u in (user, other_user)
+    )
     assert first != second
     assert first.startswith(f"uploads/{user.pk}/")
     assert second.startswith(f"uploads/{other_user.pk}/")
@@ -181,7 +191,8 @@ def test_rerun_makes_a_new_entry_with_the_same_parameters(auth_client, user, sea
     assert response["Location"] == reverse("search:query", args=[second.pk])
     assert (second.text, second.top_k, second.filters) == ("lemon", 3, {"class": "n07749582"})
     assert list(second.results.values_list("image_id", flat=True)) == list(
-        first.results.values_list("image_id", flat=True))
+        first.results.values_list("image_id", flat=True)
+    )
 
 
 def test_delete_one_and_all_removes_uploads_too(auth_client, user, search_index, clip_settings):
@@ -191,8 +202,9 @@ def test_delete_one_and_all_removes_uploads_too(auth_client, user, search_index,
     uploaded = SearchQuery.objects.get(kind="image")
     file_path = clip_settings.MEDIA_ROOT / uploaded.uploaded_image.name
     assert file_path.is_file()
-    response = auth_client.post(reverse("search:query-delete", args=[uploaded.pk]),
-                                HTTP_HX_REQUEST="true")
+    response = auth_client.post(
+        reverse("search:query-delete", args=[uploaded.pk]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     assert response.content == b""
     assert not file_path.exists()
@@ -203,12 +215,25 @@ def test_delete_one_and_all_removes_uploads_too(auth_client, user, search_index,
 def test_history_is_paginated(auth_client, user, search_index):
     from search.models import SearchQuery as Q
 
-    Q.objects.bulk_create([Q(user=user, kind="text", text=f"q{i}", top_k=1, encoder="e",
-                             index_name="tiny", duration_ms=1.0) for i in range(25)])
+    Q.objects.bulk_create(
+        [
+            Q(
+                user=user,
+                kind="text",
+                text=f"q{i}",
+                top_k=1,
+                encoder="e",
+                index_name="tiny",
+                duration_ms=1.0,
+            )
+            for i in range(25)
+        ]
+    )
     first = auth_client.get(reverse("search:history")).content.decode()
     assert "Page 1 of 2" in first
-    partial = auth_client.get(reverse("search:history"), {"page": 2},
-                              HTTP_HX_REQUEST="true").content.decode()
+    partial = auth_client.get(
+        reverse("search:history"), {"page": 2}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert partial.lstrip().startswith('<div id="history">')
     assert partial.count('<tr id="query-') == 5
 

@@ -16,8 +16,11 @@ class Command(BaseCommand):
     help = "Check the database, the index, the task backend, the models and the dataset."
 
     def add_arguments(self, parser):
-        parser.add_argument("--load-models", action="store_true",
-                            help="Also load CLIP (and the text model) to prove they work.")
+        parser.add_argument(
+            "--load-models",
+            action="store_true",
+            help="Also load CLIP (and the text model) to prove they work.",
+        )
 
     def handle(self, *args, **options):
         checks = readiness() + [self._dataset()]

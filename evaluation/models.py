@@ -1,0 +1,68 @@
+"""Stored evaluation runs: what was measured, on what, how, and the numbers."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class EvaluationRun(models.Model):
+    class Mode(models.TextChoices):
+        IMAGE = "image", "image → image"
+        TEXT = "text", "text → image"
+        ZEROSHOT = "zeroshot", "zero-shot classification"
+        RAG = "rag", "RAG label inclusion"
+        ALL = "all", "all"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    configuration = models.JSONField(
+        default=dict, blank=True, help_text="split, sample, seed, ks, RAG contexts, prompt..."
+    )
+    index_name = models.CharField(max_length=100)
+    index_manifest = models.JSONField(default=dict, blank=True)
+    model_ids = models.JSONField(default=dict, blank=True, help_text="role -> model id")
+    sample_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Query images actually evaluated."
+    )
+    seed = models.IntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="mode -> metric -> value")
+    per_class = models.JSONField(default=dict, blank=True, help_text="mode -> list of classes")
+    details = models.JSONField(
+        default=dict, blank=True, help_text="RAG descriptions per sampled image."
+    )
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: started by the evaluate command.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.mode} on {self.index_name} [{self.status}]"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -1,0 +1,118 @@
+"""Read queries for the evaluation pages and the run's downloads (JSON, CSV)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from evaluation.models import EvaluationRun
+
+CSV_HEADER = ["mode", "scope", "wnid", "name", "metric", "value"]
+
+
+def run_list() -> QuerySet[EvaluationRun]:
+    return (
+        EvaluationRun.objects.select_related("created_by")
+        .defer("per_class", "details", "index_manifest")  # the list shows none of them
+        .order_by("-created_at", "-id")
+    )
+
+
+def get_run(*, run_id: int) -> EvaluationRun:
+    return EvaluationRun.objects.select_related("created_by").get(pk=run_id)
+
+
+def run_as_dict(run: EvaluationRun) -> dict:
+    """Everything the run stored, as the JSON download and `evaluate --json` write it."""
+
+    def when(value):
+        return value.isoformat() if value else None
+
+    return {
+        "id": run.pk,
+        "mode": run.mode,
+        "status": run.status,
+        "error": run.error,
+        "configuration": run.configuration,
+        "index_name": run.index_name,
+        "index_manifest": run.index_manifest,
+        "model_ids": run.model_ids,
+        "sample_size": run.sample_size,
+        "seed": run.seed,
+        "created_by": run.created_by.get_username() if run.created_by else None,
+        "created_at": when(run.created_at),
+        "started_at": when(run.started_at),
+        "finished_at": when(run.finished_at),
+        "warnings": run.warnings,
+        "metrics": run.metrics,
+        "per_class": run.per_class,
+        "details": run.details,
+    }
+
+
+def _flatten(prefix: str, value, out: list[tuple[str, object]]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    elif not isinstance(value, list):
+        out.append((prefix, value))
+
+
+def run_csv_rows(run: EvaluationRun) -> list[list]:
+    """Long format, one number per row: the overall metrics, then every class's."""
+    rows: list[list] = [CSV_HEADER]
+    for mode, summary in run.metrics.items():
+        flat: list[tuple[str, object]] = []
+        _flatten("", summary, flat)
+        rows.extend([mode, "overall", "", "", metric, value] for metric, value in flat)
+    for mode, classes in run.per_class.items():
+        for row in classes:
+            for metric, value in row.items():
+                if metric not in {"wnid", "name", "failures"}:
+                    rows.append([mode, "class", row["wnid"], row["name"], metric, value])
+    return rows
+
+
+def retrieval_ks(run: EvaluationRun) -> list[int]:
+    return sorted(int(k) for k in run.configuration.get("ks", []))
+
+
+def available_indexes() -> list[str]:
+    """Names of the published indexes in TINYRAG_INDEX_DIR (the form's choices)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.TINYRAG_INDEX_DIR)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name for p in folder.iterdir()
+        if not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )  # fmt: skip
+
+
+def worst_classes(run: EvaluationRun, *, limit: int = 8) -> list[dict]:
+    """The image -> image classes with the lowest Recall@(smallest k), with their failures."""
+    ks = retrieval_ks(run)
+    rows = run.per_class.get("image") or []
+    if not ks or not rows:
+        return []
+    metric = f"recall@{ks[0]}"
+    ranked = sorted(
+        rows, key=lambda r: (r.get(metric) if r.get(metric) is not None else 1, r["name"])
+    )
+    return [{**r, "recall": r.get(metric)} for r in ranked[:limit] if r.get("failures")]
+
+
+def headline(run: EvaluationRun) -> list[tuple[str, float | None]]:
+    """The few numbers the run list shows: Recall@(smallest k), top-1, LIR per context."""
+    ks = retrieval_ks(run)
+    out: list[tuple[str, float | None]] = []
+    for mode, label in (("image", "image"), ("text", "text")):
+        if mode in run.metrics and ks:
+            out.append((f"{label} R@{ks[0]}", run.metrics[mode].get(f"recall@{ks[0]}")))
+    if "zeroshot" in run.metrics:
+        out.append(("zero-shot top-1", run.metrics["zeroshot"].get("top1_accuracy")))
+    for context, result in (run.metrics.get("rag") or {}).get("contexts", {}).items():
+        out.append((f"LIR {context}", result.get("lir")))
+    return out

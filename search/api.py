@@ -1,0 +1,425 @@
+"""REST API v1: one view per use case, thin (validate, call one service or selector, render).
+
+Every answer an endpoint can give is in its drf-spectacular annotation, errors included, so the
+schema at /api/schema/ is exact: a client (or schemathesis) can rely on it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiRequest,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from search import selectors
+from search.models import Image, SearchQuery
+from search.services import search as search_service
+from search.services.uploads import ALLOWED_FORMATS
+
+UPLOAD_MEDIA_TYPES = [f"image/{fmt.lower()}" for fmt in ALLOWED_FORMATS]  # image/jpeg, ...
+
+# --- the error format (search/api_errors.py) ----------------------------------------------
+
+
+@extend_schema_serializer(component_name="ErrorDetail")
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable: invalid, not_authenticated, ...")
+    message = serializers.CharField(help_text="One line for a person.")
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Per input field, what is wrong with it (validation errors only).",
+    )
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The input is not valid: error.fields names the fields, error.message says why.",
+    401: "No credentials, or invalid ones: send `Authorization: Token <key>` or a session.",
+    403: "Session authentication without a valid CSRF token.",
+    404: "No such object among yours (another user's query is not found either), or no page.",
+    415: "The request body is not in a media type this endpoint accepts.",
+    429: "Too many requests: wait for Retry-After seconds.",
+    503: "Search is not available: no published index, or a model that cannot be loaded.",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate",
+        str,
+        OpenApiParameter.HEADER,
+        response=[401],
+        description="The scheme to authenticate with: `Token`.",
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        response=[429],
+        description="Seconds until the next request is allowed.",
+    ),
+]
+
+
+def object_id(name: str, what: str) -> OpenApiParameter:
+    """A primary key in the path (search/api_urls.py routes only 1..2^63-1, else 404)."""
+    return OpenApiParameter(
+        name,
+        {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1},
+        OpenApiParameter.PATH,
+        description=what,
+    )
+
+
+# --- shared output shapes -----------------------------------------------------------------
+
+
+def absolute_url(serializer: serializers.Serializer, name: str, pk: int) -> str:
+    return serializer.context["request"].build_absolute_uri(reverse(name, args=[pk]))
+
+
+@extend_schema_serializer(component_name="ImageClassRef")
+class ClassRefSerializer(serializers.Serializer):
+    wnid = serializers.CharField(help_text="WordNet id (or folder name) of the class.")
+    name = serializers.CharField(help_text="Its first synonym.")
+
+
+@extend_schema_serializer(component_name="Image")
+class ImageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField(help_text="The image file (login required).")
+    thumbnail_url = serializers.SerializerMethodField(help_text="A small JPEG of it.")
+    split = serializers.ChoiceField(choices=Image.Split.choices)
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    dataset = serializers.CharField(source="dataset.name")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # "class" is a Python keyword: it cannot be declared as an attribute.
+        fields["class"] = ClassRefSerializer(
+            source="image_class", allow_null=True, help_text="Null for unlabelled (test) images."
+        )
+        return fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, image: Image) -> str:
+        return absolute_url(self, "search:image", image.pk)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_thumbnail_url(self, image: Image) -> str:
+        return absolute_url(self, "search:image-thumb", image.pk)
+
+
+@extend_schema_serializer(component_name="ImageDetail")
+class ImageDetailSerializer(ImageSerializer):
+    mode = serializers.CharField(help_text="Pillow mode of the file: RGB, L, ...")
+
+
+@extend_schema_serializer(component_name="SearchResult")
+class ResultSerializer(serializers.Serializer):
+    rank = serializers.IntegerField(help_text="1 = the nearest.")
+    score = serializers.FloatField(help_text="Cosine similarity to the query.")
+    image = ImageSerializer()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {"class": {"type": "string", "description": "Only images of this wnid."}},
+        "additionalProperties": False,
+    }
+)
+class FiltersField(serializers.JSONField):
+    pass
+
+
+@extend_schema_serializer(component_name="SearchQuery")
+class QuerySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=SearchQuery.Kind.choices)
+    text = serializers.CharField(help_text="The text searched for; empty for image queries.")
+    top_k = serializers.IntegerField()
+    filters = FiltersField()
+    encoder = serializers.CharField(help_text="The model that embedded the query.")
+    index_name = serializers.CharField()
+    index_built_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    source_image_id = serializers.IntegerField(
+        allow_null=True, help_text="The dataset image of a 'more like this' query."
+    )
+    uploaded_image_url = serializers.SerializerMethodField(
+        help_text="The uploaded query image; null if none."
+    )
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_uploaded_image_url(self, query: SearchQuery) -> str | None:
+        if not query.uploaded_image:
+            return None
+        return absolute_url(self, "search:query-upload", query.pk)
+
+
+@extend_schema_serializer(component_name="SearchQueryWithResults")
+class QueryWithResultsSerializer(QuerySerializer):
+    results = serializers.SerializerMethodField(help_text="Best first.")
+
+    @extend_schema_field(ResultSerializer(many=True))
+    def get_results(self, query: SearchQuery) -> list[dict]:
+        return ResultSerializer(
+            selectors.query_results(query), many=True, context=self.context
+        ).data
+
+
+def render_query(request, query: SearchQuery) -> dict:
+    return QueryWithResultsSerializer(query, context={"request": request}).data
+
+
+# --- views --------------------------------------------------------------------------------
+
+
+class ApiAuthMixin:
+    # Token first: DRF takes WWW-Authenticate from the first class, so an anonymous request
+    # gets 401 + `WWW-Authenticate: Token`; with the session first it would be a bare 403.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+
+
+def top_k_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1,
+        max_value=settings.TINYRAG_TOP_K_MAX,
+        required=False,
+        help_text=f"How many results (default {settings.TINYRAG_TOP_K_DEFAULT}).",
+    )
+
+
+def class_filter_field() -> serializers.CharField:
+    return serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="Only images of this class (a wnid of the indexed dataset; see /classes/).",
+    )
+
+
+SEARCH_ERRORS = errors(400, 401, 403, 415, 429, 503)
+CREATED = OpenApiResponse(QueryWithResultsSerializer, "The saved query with its ranked results.")
+
+
+class TextSearchApi(ApiAuthMixin, APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema_serializer(component_name="TextSearch")
+    class InputSerializer(serializers.Serializer):
+        # Blank or whitespace-only text is refused; so is a NUL character (PostgreSQL).
+        text = serializers.RegexField(
+            r"^[^\x00]*\S[^\x00]*$",
+            max_length=500,
+            help_text="Any language the configured text encoder reads; at most 500 characters.",
+        )
+        top_k = top_k_field()
+        class_filter = class_filter_field()
+
+    @extend_schema(
+        operation_id="search_text",
+        summary="Search the collection by a text",
+        description="Runs the query against the published index and saves it in your history.",
+        tags=["search"],
+        request=InputSerializer,
+        responses={201: CREATED, **SEARCH_ERRORS},
+        parameters=RESPONSE_HEADERS,
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        query = search_service.text_search(user=request.user, **serializer.validated_data)
+        return Response(render_query(request, query), status=status.HTTP_201_CREATED)
+
+
+class ImageSearchApi(ApiAuthMixin, APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema_serializer(component_name="ImageSearch")
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(
+            help_text=f"A {', '.join(ALLOWED_FORMATS)} file, checked by its content."
+        )
+        top_k = top_k_field()
+        class_filter = class_filter_field()
+
+        def validate_image(self, upload):
+            # Refused before it is read into memory; read_upload checks the bytes again.
+            limit = settings.TINYRAG_UPLOAD_MAX_BYTES
+            if upload.size > limit:
+                raise serializers.ValidationError(
+                    f"The file is {upload.size / 2**20:.1f} MB; the limit is "
+                    f"{limit / 2**20:.0f} MB."
+                )
+            return upload
+
+    @extend_schema(
+        operation_id="search_image",
+        summary="Search the collection by an uploaded image",
+        description="The upload is kept with the query in your history.",
+        tags=["search"],
+        request=OpenApiRequest(
+            InputSerializer,
+            encoding={"image": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)}},
+        ),
+        responses={201: CREATED, **SEARCH_ERRORS},
+        parameters=RESPONSE_HEADERS,
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        query = search_service.image_search(
+            user=request.user,
+            data=data["image"].read(),
+            top_k=data.get("top_k"),
+            class_filter=data.get("class_filter"),
+        )
+        return Response(render_query(request, query), status=status.HTTP_201_CREATED)
+
+
+QUERY_ID = object_id("id", "One of your queries.")
+
+
+def own_query(request, query_id: int) -> SearchQuery:
+    try:
+        return selectors.get_query(user=request.user, query_id=query_id)
+    except SearchQuery.DoesNotExist:
+        raise NotFound("You have no query with this id.") from None
+
+
+class QueryListApi(ApiAuthMixin, ListAPIView):
+    @extend_schema_serializer(component_name="SearchQuerySummary")
+    class OutputSerializer(QuerySerializer):
+        result_count = serializers.IntegerField()
+        top_result = serializers.SerializerMethodField(help_text="Rank 1; null if none.")
+
+        @extend_schema_field(ResultSerializer(allow_null=True))
+        def get_top_result(self, query: SearchQuery) -> dict | None:
+            top = query.top_results[0] if query.top_results else None
+            return ResultSerializer(top, context=self.context).data if top else None
+
+    serializer_class = OutputSerializer
+
+    def get_queryset(self):
+        return selectors.query_history(user=self.request.user)  # with .top_results
+
+    @extend_schema(
+        operation_id="queries_list",
+        summary="Your search history, newest first",
+        tags=["history"],
+        responses={200: OutputSerializer(many=True), **errors(401, 404, 429)},
+        parameters=RESPONSE_HEADERS,
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class QueryDetailApi(ApiAuthMixin, APIView):
+    # Two use cases on one URL (Django routes a URL to one view): read a query, delete it.
+
+    @extend_schema(
+        operation_id="queries_retrieve",
+        summary="One of your queries with its results",
+        tags=["history"],
+        parameters=[QUERY_ID, *RESPONSE_HEADERS],
+        responses={
+            200: OpenApiResponse(QueryWithResultsSerializer, "The query with its results."),
+            **errors(401, 404, 429),
+        },
+    )
+    def get(self, request, id: int):
+        return Response(render_query(request, own_query(request, id)))
+
+    @extend_schema(
+        operation_id="queries_destroy",
+        summary="Delete one of your queries (and its upload)",
+        tags=["history"],
+        parameters=[QUERY_ID, *RESPONSE_HEADERS],
+        responses={204: OpenApiResponse(description="Deleted."), **errors(401, 403, 404, 429)},
+    )
+    def delete(self, request, id: int):
+        search_service.delete_query(query=own_query(request, id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class QueryRerunApi(ApiAuthMixin, APIView):
+    @extend_schema(
+        operation_id="queries_rerun",
+        summary="Run one of your queries again, against today's index",
+        description="The new run is a new query in your history.",
+        tags=["history"],
+        request=None,
+        parameters=[QUERY_ID, *RESPONSE_HEADERS],
+        responses={201: CREATED, **errors(400, 401, 403, 404, 429, 503)},
+    )
+    def post(self, request, id: int):
+        query = search_service.rerun(query=own_query(request, id))
+        return Response(render_query(request, query), status=status.HTTP_201_CREATED)
+
+
+class ImageDetailApi(ApiAuthMixin, APIView):
+    @extend_schema(
+        operation_id="images_retrieve",
+        summary="An image of the collection",
+        tags=["collection"],
+        parameters=[object_id("id", "An image of the collection."), *RESPONSE_HEADERS],
+        responses={200: ImageDetailSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, id: int):
+        try:
+            image = Image.objects.select_related("dataset", "image_class").get(pk=id)
+        except Image.DoesNotExist:
+            raise NotFound("No image with this id.") from None
+        return Response(ImageDetailSerializer(image, context={"request": request}).data)
+
+
+class ClassListApi(ApiAuthMixin, ListAPIView):
+    @extend_schema_serializer(component_name="ImageClass")
+    class OutputSerializer(serializers.Serializer):
+        wnid = serializers.CharField()
+        name = serializers.CharField()
+        names = serializers.ListField(child=serializers.CharField(), help_text="All synonyms.")
+        dataset = serializers.CharField(source="dataset.name")
+        image_count = serializers.IntegerField(help_text="Images of the class, all splits.")
+
+    serializer_class = OutputSerializer
+
+    def get_queryset(self):
+        return selectors.classes_with_counts()
+
+    @extend_schema(
+        operation_id="classes_list",
+        summary="The classes of the collection, with image counts",
+        tags=["collection"],
+        responses={200: OutputSerializer(many=True), **errors(401, 404, 429)},
+        parameters=RESPONSE_HEADERS,
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

@@ -1,0 +1,51 @@
+"""REST API v1 routes, under /api/v1/ (tinyrag_site/urls.py).
+
+Every view is exempt from LoginRequiredMiddleware: DRF authenticates the request itself (token
+or session) and answers 401/403 in the API's error format instead of a redirect to the login
+page. Anything else under /api/v1/ is a JSON 404, never Django's HTML page.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path, re_path, register_converter
+
+from search import api
+from search.api_errors import not_found
+
+PK_MAX = 2**63 - 1  # a 64-bit primary key column: a larger id must be a 404, not a DB error
+
+
+class PrimaryKeyConverter:
+    """A positive id that fits the database column; anything else matches no route."""
+
+    regex = "[0-9]{1,19}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if not 1 <= number <= PK_MAX:
+            raise ValueError(value)  # Django takes ValueError as "no match"
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(PrimaryKeyConverter, "id64")
+
+app_name = "api"
+
+urlpatterns = [
+    path("search/text", login_not_required(api.TextSearchApi.as_view()), name="search-text"),
+    path("search/image", login_not_required(api.ImageSearchApi.as_view()), name="search-image"),
+    path("queries/", login_not_required(api.QueryListApi.as_view()), name="queries"),
+    path("queries/<id64:id>", login_not_required(api.QueryDetailApi.as_view()), name="query"),
+    path(
+        "queries/<id64:id>/rerun",
+        login_not_required(api.QueryRerunApi.as_view()),
+        name="query-rerun",
+    ),
+    path("images/<id64:id>", login_not_required(api.ImageDetailApi.as_view()), name="image"),
+    path("classes/", login_not_required(api.ClassListApi.as_view()), name="classes"),
+    re_path(r"", login_not_required(not_found), name="not-found"),
+]

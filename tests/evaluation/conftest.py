@@ -1,0 +1,97 @@
+"""Fixtures for the evaluation tests: a synthetic TinyImageNet whose classes are solid colours.
+
+Every image of a class is the same solid colour, so a val image and the train images of its
+class are pixel-identical: image -> image retrieval is perfect by construction, whatever the
+(random-weight) CLIP, and the expected metrics can be written down by hand.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from PIL import Image
+
+from search.index import clear_index_services
+from tests.fixtures.tinyimagenet import (
+    SyntheticTinyImageNet,
+    build_tinyimagenet,
+    write_zip,
+)
+
+# Far apart in colour, so the tiny CLIP cannot confuse them either.
+SOLID_COLOURS = [(230, 20, 20), (20, 200, 40), (30, 40, 230), (240, 230, 30)]
+INDEX_NAME = "tiny"
+
+
+def solid_jpeg(rgb: tuple[int, int, int], size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def build_solid_tinyimagenet() -> SyntheticTinyImageNet:
+    """build_tinyimagenet's archive (4 classes, 5 train + 3 val each, 4 test), every image of a
+    class replaced by the class's solid colour (all RGB)."""
+    data = build_tinyimagenet()
+    colour = dict(zip(data.wnids, SOLID_COLOURS, strict=True))
+    for path in list(data.files):
+        if not path.endswith(".JPEG"):
+            continue
+        if path.startswith("train/"):
+            rgb = colour[path.split("/")[1]]
+        elif path.startswith("val/"):
+            rgb = colour[data.val_labels[path.rsplit("/", 1)[1]]]
+        else:
+            rgb = (128, 128, 128)
+        data.files[path] = solid_jpeg(rgb)
+    data.grayscale.clear()
+    return data
+
+
+@pytest.fixture(scope="session")
+def solid_zip(tmp_path_factory):
+    return write_zip(
+        build_solid_tinyimagenet(), tmp_path_factory.mktemp("solid") / "tiny-imagenet-200.zip"
+    )
+
+
+@pytest.fixture
+def solid_dataset(solid_zip, clip_settings, tmp_path):
+    """The solid-colour dataset prepared and imported; the index folder in this test's tmp."""
+    from search.datasets.tinyimagenet import prepare
+
+    root = tmp_path / "tiny-imagenet-200"
+    prepare(root, solid_zip)
+    clip_settings.TINYRAG_INDEX_DIR = tmp_path / "vector_db"
+    clip_settings.TINYRAG_INDEX_NAME = INDEX_NAME
+    clip_settings.MEDIA_ROOT = tmp_path / "media"
+    # fp32: the independent checks embed the same pixels through another batch path, and bf16
+    # rounding could flip a close call between two classes
+    clip_settings.TINYRAG_FORCE_FP32 = True
+    call_command("import_dataset", "--root", str(root), "--workers", "0", verbosity=0)
+    clear_index_services()
+    yield root
+    clear_index_services()
+
+
+def build(name: str, splits: str = "train") -> None:
+    call_command(
+        "build_index", "--name", name, "--splits", splits, "--workers", "0",
+        "--batch-size", "32", verbosity=0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def solid_index(solid_dataset):
+    """The solid-colour dataset with its 20 train images indexed (index "tiny")."""
+    build(INDEX_NAME)
+    return solid_dataset
+
+
+def evaluate(*args: str) -> str:
+    """Run the evaluate command quietly (no progress bars); return what it printed."""
+    out = io.StringIO()
+    call_command("evaluate", "--workers", "0", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()

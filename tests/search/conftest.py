@@ -1,0 +1,67 @@
+"""Fixtures for the API tests: the built index as arrays, tokens, throttle state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+INDEX_NAME = "tiny"
+
+
+@dataclass(frozen=True)
+class BuiltIndex:
+    root: Path  # the prepared dataset
+    ids: np.ndarray  # the published ids.npy
+    vectors: np.ndarray  # the published embeddings.npy, row-aligned with ids
+
+
+@pytest.fixture
+def index_built(search_index, clip_settings) -> BuiltIndex:
+    """The published index "tiny" (see tests/conftest.py) with its vectors loaded."""
+    folder = clip_settings.TINYRAG_INDEX_DIR / INDEX_NAME
+    return BuiltIndex(
+        root=search_index,
+        ids=np.load(folder / "ids.npy"),
+        vectors=np.load(folder / "embeddings.npy"),
+    )
+
+
+@pytest.fixture
+def api_token(user) -> str:
+    return Token.objects.create(user=user).key
+
+
+@pytest.fixture
+def fresh_throttle_state():
+    """Throttle history lives in the cache, keyed by user id: ids repeat across tests."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_rate(settings, monkeypatch):
+    """Set the per-user API rate, e.g. api_rate("3/minute").
+
+    DRF binds SimpleRateThrottle.THROTTLE_RATES to the settings' dict at import, so the
+    override is re-bound to the reloaded api_settings as well.
+    """
+
+    def set_rate(rate: str) -> None:
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"user": rate},
+        }
+        monkeypatch.setattr(
+            SimpleRateThrottle, "THROTTLE_RATES", api_settings.DEFAULT_THROTTLE_RATES
+        )
+        cache.clear()
+
+    return set_rate
