@@ -26,7 +26,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from search import selectors
-from search.models import Image, SearchQuery
+from search.models import Description, Image, SearchQuery
+from search.services import describe as describe_service
 from search.services import search as search_service
 from search.services.uploads import ALLOWED_FORMATS
 
@@ -58,6 +59,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object among yours (another user's query is not found either), or no page.",
     415: "The request body is not in a media type this endpoint accepts.",
     429: "Too many requests: wait for Retry-After seconds.",
+    409: "Descriptions are disabled on this server (TINYRAG_VLM_BACKEND=none).",
     503: "Search is not available: no published index, or a model that cannot be loaded.",
 }
 
@@ -423,3 +425,102 @@ class ClassListApi(ApiAuthMixin, ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+# --- descriptions -------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Description")
+class DescriptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    query_id = serializers.IntegerField()
+    image = ImageSerializer(allow_null=True, help_text="Null: the query's uploaded image.")
+    status = serializers.ChoiceField(
+        choices=Description.Status.choices,
+        help_text="queued -> running -> done | failed; poll until done or failed.",
+    )
+    text = serializers.CharField(allow_blank=True, help_text="The text so far.")
+    tokens = serializers.IntegerField()
+    context_mode = serializers.ChoiceField(choices=Description.Context.choices)
+    context = serializers.JSONField(
+        help_text="k, the neighbours (image id, wnid, score) and the candidate classes."
+    )
+    backend = serializers.CharField()
+    model = serializers.CharField()
+    prompt_version = serializers.CharField()
+    time_to_first_token_ms = serializers.FloatField(allow_null=True)
+    tokens_per_second = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+DESCRIPTION_ID = object_id("id", "One of your descriptions.")
+
+
+class DescriptionCreateApi(ApiAuthMixin, APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema_serializer(component_name="DescriptionRequest")
+    class InputSerializer(serializers.Serializer):
+        image_id = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=2**63 - 1,
+            help_text="A result (or the source image) of the query; omit to describe the "
+            "query's uploaded image.",
+        )
+        context = serializers.ChoiceField(
+            choices=Description.Context.choices,
+            default=Description.Context.RETRIEVED,
+            help_text="retrieved: the labels of the image's nearest neighbours; none: the "
+            "image alone.",
+        )
+        regenerate = serializers.BooleanField(
+            default=False, help_text="Generate anew even when an identical description exists."
+        )
+
+    @extend_schema(
+        operation_id="descriptions_create",
+        summary="Describe an image of one of your queries (in the background)",
+        description="Answers at once with the description row: `done` when an identical one "
+        "was reused, else `queued`; poll GET /descriptions/{id} for the text as it grows.",
+        tags=["descriptions"],
+        request=InputSerializer,
+        parameters=[object_id("id", "One of your queries."), *RESPONSE_HEADERS],
+        responses={202: DescriptionSerializer, **errors(400, 401, 403, 404, 409, 415, 429, 503)},
+    )
+    def post(self, request, id: int):
+        query = own_query(request, id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        description = describe_service.request_description(
+            query=query,
+            image_id=data.validated_data.get("image_id"),
+            context_mode=data.validated_data["context"],
+            regenerate=data.validated_data["regenerate"],
+        )
+        body = DescriptionSerializer(description, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class DescriptionDetailApi(ApiAuthMixin, APIView):
+    @extend_schema(
+        operation_id="descriptions_retrieve",
+        summary="A description: its status and the text so far",
+        tags=["descriptions"],
+        parameters=[DESCRIPTION_ID, *RESPONSE_HEADERS],
+        responses={200: DescriptionSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, id: int):
+        try:
+            description = selectors.get_description(user=request.user, description_id=id)
+        except Description.DoesNotExist:
+            raise NotFound("No such description among yours.") from None
+        if not description.finished and describe_service.recover_stalled(
+            Description.objects.filter(pk=id)
+        ):
+            description.refresh_from_db()
+        return Response(DescriptionSerializer(description, context={"request": request}).data)

@@ -16,6 +16,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from search.index import SearchIndexError
 from search.ml.errors import ModelError
+from search.services.describe import DescriptionsDisabled
 from search.services.search import SearchInputError
 from search.services.uploads import UploadError
 
@@ -36,7 +37,10 @@ def error_body(code: str, message: str, fields: dict[str, str] | None = None) ->
 
 
 def exception_handler(exc, context):
-    """DRF's handler, reshaped; domain errors become 400 (bad input) or 503 (not ready)."""
+    """DRF's handler, reshaped; domain errors become 400 (bad input), 409 (descriptions off)
+    or 503 (not ready)."""
+    if isinstance(exc, DescriptionsDisabled):
+        return Response(error_body("disabled", str(exc)), status=status.HTTP_409_CONFLICT)
     if isinstance(exc, (SearchInputError, UploadError)):
         exc = exceptions.ValidationError(str(exc))
     elif type(exc) in _BODY_LIMIT_ERRORS:

@@ -45,6 +45,16 @@ urlpatterns = [
         login_not_required(api.QueryRerunApi.as_view()),
         name="query-rerun",
     ),
+    path(
+        "queries/<id64:id>/descriptions",
+        login_not_required(api.DescriptionCreateApi.as_view()),
+        name="query-descriptions",
+    ),
+    path(
+        "descriptions/<id64:id>",
+        login_not_required(api.DescriptionDetailApi.as_view()),
+        name="description",
+    ),
     path("images/<id64:id>", login_not_required(api.ImageDetailApi.as_view()), name="image"),
     path("classes/", login_not_required(api.ClassListApi.as_view()), name="classes"),
     re_path(r"", login_not_required(not_found), name="not-found"),

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import mimetypes
+from functools import wraps
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +23,9 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from PIL import Image as PILImage
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
 from search.index import SearchIndexError
 from search.ml.errors import ModelError
@@ -78,6 +83,25 @@ def _page_context(form: SearchForm | None = None, **extra) -> dict:
     status = index_status()
     dataset = status.manifest.dataset if status.manifest else None
     return {"form": form or SearchForm(dataset_name=dataset), "index": status, **extra}
+
+
+def login_or_token_required(view):
+    """For the file views that API responses link to: a session, or `Authorization: Token`."""
+
+    @login_not_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            try:
+                found = TokenAuthentication().authenticate(request)
+            except AuthenticationFailed:
+                found = None
+            if found is None:
+                return redirect_to_login(request.get_full_path())
+            request.user = found[0]
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _result_context(query: SearchQuery) -> dict:
@@ -265,6 +289,7 @@ def history(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"page": page})
 
 
+@login_or_token_required
 @require_GET
 def query_upload(request: HttpRequest, pk: int) -> FileResponse:
     query = _own_query(request, pk)
@@ -287,6 +312,7 @@ def _dataset_image(pk: int) -> tuple[Image, object]:
     return image, path
 
 
+@login_or_token_required
 @require_GET
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     _, path = _dataset_image(pk)
@@ -296,6 +322,7 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
     return response
 
 
+@login_or_token_required
 @require_GET
 def image_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     _, path = _dataset_image(pk)

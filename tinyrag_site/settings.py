@@ -271,6 +271,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DescriptionContextEnum": "search.models.Description.Context",
+        "DescriptionStatusEnum": "search.models.Description.Status",
+    },
 }
 
 # --- Descriptions (retrieval-augmented generation) ----------------------------------------

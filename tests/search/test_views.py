@@ -283,3 +283,14 @@ def test_search_without_index_is_a_clear_503_page(auth_client, settings, tmp_pat
     response = search(auth_client, text="cat")
     assert response.status_code == 503
     assert "build_index" in response.content.decode()
+
+
+def test_file_views_accept_an_api_token(search_index, user):
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    image = Image.objects.first()
+    key = Token.objects.create(user=user).key
+    url = reverse("search:image-thumb", args=[image.pk])
+    assert Client().get(url, HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    assert Client().get(url, HTTP_AUTHORIZATION="Token wrong").status_code == 302

@@ -1,0 +1,98 @@
+"""API: POST /queries/{id}/descriptions -> 202; GET /descriptions/{id} -> status and text."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+
+from search.models import Description
+from tests.search.test_api import token_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def api(api_token, fresh_throttle_state):
+    return token_client(api_token)
+
+
+@pytest.fixture
+def other_api(other_user):
+    return token_client(Token.objects.create(user=other_user).key)
+
+
+@pytest.fixture
+def query_id(api, index_built, vlm_settings):
+    vlm_settings.TINYRAG_VLM_MIN_NEW_TOKENS = 4
+    response = api.post("/api/v1/search/text", {"text": "lemon", "top_k": 3}, format="json")
+    assert response.status_code == 201
+    return response.json()["id"]
+
+
+def first_image(api, query_id) -> int:
+    return api.get(f"/api/v1/queries/{query_id}").json()["results"][0]["image"]["id"]
+
+
+def test_describe_queues_then_the_worker_fills_the_text(api, query_id):
+    image_id = first_image(api, query_id)
+    response = api.post(
+        f"/api/v1/queries/{query_id}/descriptions", {"image_id": image_id}, format="json"
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["status"], body["text"], body["image"]["id"]) == ("queued", "", image_id)
+    assert body["context_mode"] == "retrieved"
+    assert image_id not in [n["image_id"] for n in body["context"]["neighbours"]]
+
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    done = api.get(f"/api/v1/descriptions/{body['id']}").json()
+    row = Description.objects.get(pk=body["id"])
+    assert done["status"] == "done"
+    assert done["text"] == row.text
+    assert done["tokens"] >= 4
+
+
+def test_identical_request_is_reused_and_regenerate_is_not(api, query_id):
+    image_id = first_image(api, query_id)
+    url = f"/api/v1/queries/{query_id}/descriptions"
+    first = api.post(url, {"image_id": image_id}, format="json").json()
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    again = api.post(url, {"image_id": image_id}, format="json").json()
+    assert (again["status"], again["reused_from"]) == ("done", first["id"])
+    forced = api.post(url, {"image_id": image_id, "regenerate": True}, format="json").json()
+    assert (forced["status"], forced["reused_from"]) == ("queued", None)
+
+
+def test_bad_requests(api, query_id, other_user):
+    url = f"/api/v1/queries/{query_id}/descriptions"
+    no_upload = api.post(url, {}, format="json")
+    assert no_upload.status_code == 400
+    assert "no uploaded image" in no_upload.json()["error"]["message"]
+    bad_context = api.post(url, {"image_id": 1, "context": "labels"}, format="json")
+    assert bad_context.status_code == 400
+    assert "context" in bad_context.json()["error"]["fields"]
+    assert api.get("/api/v1/descriptions/999999").status_code == 404
+
+
+def test_another_users_query_and_description_are_404(api, query_id, other_api):
+    image_id = first_image(api, query_id)
+    mine = api.post(
+        f"/api/v1/queries/{query_id}/descriptions", {"image_id": image_id}, format="json"
+    ).json()
+    theirs = other_api.post(
+        f"/api/v1/queries/{query_id}/descriptions", {"image_id": image_id}, format="json"
+    )
+    assert theirs.status_code == 404
+    assert other_api.get(f"/api/v1/descriptions/{mine['id']}").status_code == 404
+
+
+def test_disabled_backend_answers_409(api, query_id, settings):
+    settings.TINYRAG_VLM_BACKEND = "none"
+    response = api.post(
+        f"/api/v1/queries/{query_id}/descriptions",
+        {"image_id": first_image(api, query_id)},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "disabled"
