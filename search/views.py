@@ -46,6 +46,14 @@ from search.services import search as search_service
 from search.services.search import SearchInputError
 from search.services.uploads import UploadError
 
+# What a person can act on: shown as a message, never a 500.
+USER_FACING_ERRORS = (
+    SearchInputError,
+    UploadError,
+    describe_service.DescriptionsDisabled,
+    SearchIndexError,
+    ModelError,
+)
 THUMBNAIL_SIDE = 160  # px: a crisp grid cell on high-density screens
 IMAGE_CACHE_SECONDS = 24 * 3600  # dataset files never change under the same id
 
@@ -200,7 +208,15 @@ def _own_description(request: HttpRequest, pk: int) -> Description:
     return description
 
 
-def _description_response(request: HttpRequest, description: Description) -> HttpResponse:
+def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_args):
+    """Request a description; an error goes back to the page as a message (or HTMX card)."""
+    try:
+        description = describe_service.request_description(query=query, **request_args)
+    except USER_FACING_ERRORS as exc:
+        if request.htmx:
+            return render(request, "search/description.html#card", {"error": str(exc)})
+        messages.error(request, str(exc))
+        return redirect(back)
     if request.htmx:
         return render(request, "search/description.html#card", {"description": description})
     return redirect("search:description", pk=description.pk)
@@ -209,25 +225,14 @@ def _description_response(request: HttpRequest, description: Description) -> Htt
 @require_POST
 def describe(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
-    image_id = request.POST.get("image_id") or None
-    try:
-        description = describe_service.request_description(
-            query=query,
-            image_id=int(image_id) if image_id else None,
-            context_mode=request.POST.get("context", Description.Context.RETRIEVED),
-        )
-    except (
-        ValueError,
-        SearchInputError,
-        describe_service.DescriptionsDisabled,
-        SearchIndexError,
-        ModelError,
-    ) as exc:
-        if request.htmx:
-            return render(request, "search/description.html#card", {"error": str(exc)})
-        messages.error(request, str(exc))
-        return redirect("search:query", pk=pk)
-    return _description_response(request, description)
+    raw_id = request.POST.get("image_id") or ""
+    return _describe(
+        request,
+        query=query,
+        back=reverse("search:query", args=[pk]),
+        image_id=int(raw_id) if raw_id.isdigit() else None,
+        context_mode=request.POST.get("context", Description.Context.RETRIEVED),
+    )
 
 
 @require_GET
@@ -240,19 +245,14 @@ def description_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def regenerate_description(request: HttpRequest, pk: int) -> HttpResponse:
     old = _own_description(request, pk)
-    try:
-        description = describe_service.request_description(
-            query=old.query, image_id=old.image_id, context_mode=old.context_mode, regenerate=True
-        )
-    except (
-        SearchInputError,
-        describe_service.DescriptionsDisabled,
-        SearchIndexError,
-        ModelError,
-    ) as exc:
-        messages.error(request, str(exc))
-        return redirect("search:description", pk=pk)
-    return _description_response(request, description)
+    return _describe(
+        request,
+        query=old.query,
+        back=reverse("search:description", args=[pk]),
+        image_id=old.image_id,
+        context_mode=old.context_mode,
+        regenerate=True,
+    )
 
 
 @require_POST
@@ -260,7 +260,7 @@ def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
     try:
         new = search_service.rerun(query=query)
-    except (SearchInputError, UploadError, SearchIndexError, ModelError) as exc:
+    except USER_FACING_ERRORS as exc:
         messages.error(request, str(exc))
         return redirect("search:query", pk=pk)
     return _to_query(request, new)

@@ -145,3 +145,9 @@ def test_login_is_throttled_after_repeated_failures(client, user, password, sett
     cache.clear()
     response = client.post(reverse("login"), {"username": "alice", "password": password})
     assert response.status_code == 302
+
+
+def test_collections_page_title_is_plain_text(auth_client):
+    html = auth_client.get(reverse("search:collections")).content.decode()
+    assert "<title>Collections · TinyRAG</title>" in html
+    assert html.count("<h2>Search index</h2>") == 1
