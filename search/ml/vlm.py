@@ -107,9 +107,10 @@ def get_describer() -> Describer | None:
         target = current_target()
         model_id = settings.TINYRAG_VLM_MODEL
         cache_dir = settings.TINYRAG_MODEL_DIR or None
+        int8_decode = bool(getattr(settings, "TINYRAG_VLM_INT8_DECODE", True))
         key = (
             TransformersDescriber.__name__, model_id, target.device, target.precision,
-            cache_dir, min_pixels, max_pixels, timeout,
+            cache_dir, min_pixels, max_pixels, timeout, int8_decode,
         )  # fmt: skip
         return registry.get(
             key,
@@ -121,6 +122,7 @@ def get_describer() -> Describer | None:
                 max_pixels=max_pixels,
                 cache_dir=cache_dir,
                 timeout=timeout,
+                int8_decode=int8_decode,
             ),
         )
     if backend == "openai":
@@ -207,8 +209,11 @@ def _truncate(text: str, limit: int = ERROR_BODY_CHARS) -> str:
 class TransformersDescriber:
     """Qwen2-VL (transformers) in this process: greedy decoding, text streamed per word.
 
-    Heavy work happens in `load()` (idempotent, locked), never in `__init__`. One generation
-    runs at a time per instance: a second `stream()` waits for the first to finish.
+    With `int8_decode` (CPU, bf16), decoding reads int8 copies of the text model's weights:
+    one token costs a pass over all of them, so halving their bytes is what speeds it up
+    (benchmarks/generate_speed.py). Heavy work happens in `load()` (idempotent, locked),
+    never in `__init__`. One generation runs at a time per instance: a second `stream()`
+    waits for the first to finish.
     """
 
     backend = "transformers"
@@ -233,8 +238,14 @@ class TransformersDescriber:
         self.max_pixels = max_pixels
         self._cache_dir = str(cache_dir) if cache_dir else None
         self.timeout = timeout  # seconds without a new token before giving up; None: no limit
-        # int8 weights for decoding on CPUs (see quantize_decoder_int8); ignored elsewhere.
-        self.int8_decode = int8_decode and device.startswith("cpu") and int8_decode_supported()
+        # int8 weights for decoding (quantize_decoder_int8), on CPUs running bf16 only: with
+        # fp32 activations the int8 kernel is slower than dense fp32, and GPUs gain little.
+        self.int8_decode = (
+            int8_decode
+            and device.startswith("cpu")
+            and self._precision is Precision.BF16
+            and int8_decode_supported()
+        )
         self.setting = setting
         self._model: Qwen2VLForConditionalGeneration | None = None
         self._processor: ProcessorMixin | None = None
