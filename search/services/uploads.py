@@ -47,10 +47,14 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
     except UploadError:
         raise
     except (
-        UnidentifiedImageError,
         PILImage.DecompressionBombError,
         PILImage.DecompressionBombWarning,
     ):
+        raise UploadError(
+            "The image decodes to far too many pixels; the limit is "
+            f"{settings.TINYRAG_UPLOAD_MAX_PIXELS:,} pixels."
+        ) from None
+    except UnidentifiedImageError:
         raise UploadError("The file is not a JPEG, PNG, WebP, GIF or BMP image.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None

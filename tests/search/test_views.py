@@ -294,3 +294,26 @@ def test_file_views_accept_an_api_token(search_index, user):
     url = reverse("search:image-thumb", args=[image.pk])
     assert Client().get(url, HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
     assert Client().get(url, HTTP_AUTHORIZATION="Token wrong").status_code == 302
+
+
+def test_decompression_bomb_is_refused_before_decoding(auth_client, search_index):
+    buf = io.BytesIO()
+    PILImage.new("1", (10_000, 10_000)).save(buf, "PNG")  # 100 M pixels in a few kB
+    assert len(buf.getvalue()) < 100_000
+    response = search(auth_client, image=upload(buf.getvalue(), "bomb.png"))
+    assert response.status_code == 400
+    assert "the limit is 40,000,000 pixels" in response.content.decode()
+
+
+def test_html_named_png_is_refused_and_a_polyglot_is_served_as_an_image(
+    auth_client, user, search_index
+):
+    html = b"<html><script>alert(1)</script></html>"
+    assert search(auth_client, image=upload(html, "x.png")).status_code == 400
+    # a real JPEG with a script appended: a valid image, so accepted -- and never sniffed as HTML
+    jpeg = (search_index / Image.objects.first().path).read_bytes()
+    search(auth_client, image=upload(jpeg + html, "polyglot.jpg"))
+    query = SearchQuery.objects.get(user=user)
+    served = auth_client.get(reverse("search:query-upload", args=[query.pk]))
+    assert served["Content-Type"] == "image/jpeg"
+    assert served["X-Content-Type-Options"] == "nosniff"
