@@ -16,7 +16,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from search.index import SearchIndexError
 from search.ml.errors import ModelError
-from search.services.describe import DescriptionsDisabled
+from search.services.describe import DescriptionsDisabled, NoSuchSubject
 from search.services.search import SearchInputError
 from search.services.uploads import UploadError
 
@@ -41,6 +41,8 @@ def exception_handler(exc, context):
     or 503 (not ready)."""
     if isinstance(exc, DescriptionsDisabled):
         return Response(error_body("disabled", str(exc)), status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, NoSuchSubject):
+        exc = exceptions.NotFound(str(exc))  # the image is not found within that query
     if isinstance(exc, (SearchInputError, UploadError)):
         exc = exceptions.ValidationError(str(exc))
     elif type(exc) in _BODY_LIMIT_ERRORS:

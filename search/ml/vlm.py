@@ -741,6 +741,7 @@ def _is_loopback(host: str) -> bool:
 # At most this many rows (tokens) per matmul take the int8 kernel: measured on a 2-core AMX
 # CPU, int8 x bf16 beats bf16 x bf16 for 1-2 rows (2.6x at 1) and loses from ~8 (prefill).
 INT8_DECODE_MAX_ROWS = 4
+QUANTIZE_BLOCK_ROWS = 4096
 
 
 def int8_decode_supported() -> bool:
@@ -795,14 +796,16 @@ class Int8DecodeLinear(torch.nn.Module):
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, keep_dense: bool) -> Int8DecodeLinear:
         weight = linear.weight.detach()
-        scales = weight.float().abs().amax(dim=1).clamp(min=1e-8) / 127.0
-        qweight = torch.round(weight.float() / scales[:, None]).clamp(-127, 127)
-        return cls(
-            qweight.to(torch.int8).contiguous(),
-            scales.to(weight.dtype),
-            linear.bias,
-            weight if keep_dense else None,
-        )
+        qweight = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+        scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+        # In row blocks: an fp32 copy of lm_head at once would be ~1 GB of transient memory.
+        for start in range(0, weight.shape[0], QUANTIZE_BLOCK_ROWS):
+            block = weight[start : start + QUANTIZE_BLOCK_ROWS].float()
+            block_scales = block.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+            quantized = torch.round(block / block_scales[:, None]).clamp(-127, 127)
+            qweight[start : start + len(block)] = quantized
+            scales[start : start + len(block)] = block_scales
+        return cls(qweight, scales.to(weight.dtype), linear.bias, weight if keep_dense else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features

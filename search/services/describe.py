@@ -46,6 +46,10 @@ class DescriptionsDisabled(Exception):
     """TINYRAG_VLM_BACKEND is `none`."""
 
 
+class NoSuchSubject(SearchInputError):
+    """The image to describe is not one of the query's (or the query has no upload)."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     wnid: str
@@ -129,12 +133,12 @@ def _subject(query: SearchQuery, image_id: int | None) -> tuple[Image | None, st
     """Which image of this query to describe, and the key identical requests share."""
     if image_id is None:
         if not query.uploaded_image:
-            raise SearchInputError("This query has no uploaded image; choose a result.")
+            raise NoSuchSubject("This query has no uploaded image; choose a result.")
         with query.uploaded_image.open("rb") as f:
             return None, f"upload:{hashlib.sha256(f.read()).hexdigest()}"
     allowed = set(query.results.values_list("image_id", flat=True)) | {query.source_image_id}
     if image_id not in allowed:
-        raise SearchInputError(f"Image {image_id} is not among this query's images.")
+        raise NoSuchSubject(f"Image {image_id} is not among this query's images.")
     return Image.objects.select_related("dataset", "image_class").get(
         pk=image_id
     ), f"image:{image_id}"

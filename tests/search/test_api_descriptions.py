@@ -67,8 +67,11 @@ def test_identical_request_is_reused_and_regenerate_is_not(api, query_id):
 def test_bad_requests(api, query_id, other_user):
     url = f"/api/v1/queries/{query_id}/descriptions"
     no_upload = api.post(url, {}, format="json")
-    assert no_upload.status_code == 400
+    assert no_upload.status_code == 404  # nothing to describe within this query
     assert "no uploaded image" in no_upload.json()["error"]["message"]
+    stranger = api.post(url, {"image_id": 999999}, format="json")
+    assert stranger.status_code == 404
+    assert "not among this query's images" in stranger.json()["error"]["message"]
     bad_context = api.post(url, {"image_id": 1, "context": "labels"}, format="json")
     assert bad_context.status_code == 400
     assert "context" in bad_context.json()["error"]["fields"]

@@ -26,8 +26,11 @@ def query(search_index, vlm_settings, user):
     return text_search(user=user, text="lemon", top_k=5)
 
 
-def run_worker():
+def run_worker() -> list[tuple]:
+    """Run every queued task through the real worker; what the task table says afterwards
+    (status, return value, exception) is returned for assertion messages."""
     call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    return list(DBTaskResult.objects.values_list("status", "return_value", "traceback"))
 
 
 def first_result(query: SearchQuery) -> Image:
