@@ -107,7 +107,8 @@ def get_describer() -> Describer | None:
         target = current_target()
         model_id = settings.TINYRAG_VLM_MODEL
         cache_dir = settings.TINYRAG_MODEL_DIR or None
-        int8_decode = bool(getattr(settings, "TINYRAG_VLM_INT8_DECODE", True))
+        # Opt-in (benchmarks/generate_speed.py): faster decoding on CPUs, +1 byte/parameter.
+        int8_decode = settings.TINYRAG_VLM_INT8_DECODE
         key = (
             TransformersDescriber.__name__, model_id, target.device, target.precision,
             cache_dir, min_pixels, max_pixels, timeout, int8_decode,

@@ -29,8 +29,6 @@ from search.ml.vlm import (
 )
 from tests.fixtures.vlm import qwen2vl_token_ids
 
-pytest_plugins = ["tests.fixtures.vlm"]  # until tests/conftest.py registers it
-
 PROMPT = "Describe this image. Neighbours' labels: goldfish (3 votes), koi (2 votes)."
 IM_END = qwen2vl_token_ids()["<|im_end|>"]
 DEADLINE_S = 30.0  # a test that would hang fails after this instead
@@ -579,6 +577,10 @@ def test_int8_decode_converts_the_text_model_only(vlm_settings):
     assert len(converted) == 2 * 7 + 1
     assert "lm_head" in converted
     assert not any(isinstance(m, Int8DecodeLinear) for m in model.model.visual.modules())
+
+
+def test_int8_decode_is_opt_in(vlm_settings):
+    assert not get_describer().int8_decode
 
 
 def test_int8_decode_off_keeps_plain_linears(vlm_settings):
