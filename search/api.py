@@ -218,11 +218,13 @@ def top_k_field() -> serializers.IntegerField:
     )
 
 
-def class_filter_field() -> serializers.CharField:
+def class_filter_field(*, allow_blank: bool = False) -> serializers.CharField:
     return serializers.CharField(
         max_length=64,
         required=False,
-        help_text="Only images of this class (a wnid of the indexed dataset; see /classes/).",
+        allow_blank=allow_blank,
+        help_text="Only images of this class (a wnid of the indexed dataset; see /classes/)"
+        + ("; empty = all classes, as an HTML form sends it." if allow_blank else "."),
     )
 
 
@@ -269,7 +271,8 @@ class ImageSearchApi(ApiAuthMixin, APIView):
             help_text=f"A {', '.join(ALLOWED_FORMATS)} file, checked by its content."
         )
         top_k = top_k_field()
-        class_filter = class_filter_field()
+        # a multipart form sends an unchosen filter as "": DRF reads that as absent
+        class_filter = class_filter_field(allow_blank=True)
 
         def validate_image(self, upload):
             # Refused before it is read into memory; read_upload checks the bytes again.
