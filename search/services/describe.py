@@ -229,7 +229,7 @@ def run_description(description_id: int) -> Description:
 
     with transaction.atomic():
         description = (
-            Description.objects.select_for_update()
+            Description.objects.select_for_update(of=("self",))  # PostgreSQL: not the joins
             .select_related("query", "image__dataset")
             .get(pk=description_id)
         )
