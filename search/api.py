@@ -522,8 +522,5 @@ class DescriptionDetailApi(ApiAuthMixin, APIView):
             description = selectors.get_description(user=request.user, description_id=id)
         except Description.DoesNotExist:
             raise NotFound("No such description among yours.") from None
-        if not description.finished and describe_service.recover_stalled(
-            Description.objects.filter(pk=id)
-        ):
-            description.refresh_from_db()
+        description = describe_service.with_stall_check(description)
         return Response(DescriptionSerializer(description, context={"request": request}).data)

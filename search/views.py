@@ -201,11 +201,7 @@ def _own_description(request: HttpRequest, pk: int) -> Description:
         description = get_description(user=request.user, description_id=pk)
     except Description.DoesNotExist:
         raise Http404("No such description in your history.") from None
-    if not description.finished and describe_service.recover_stalled(
-        Description.objects.filter(pk=pk)
-    ):
-        description.refresh_from_db()
-    return description
+    return describe_service.with_stall_check(description)
 
 
 def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_args):

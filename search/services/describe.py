@@ -325,3 +325,10 @@ def recover_stalled(queryset=None) -> int:
                 f"{MAX_ATTEMPTS}; the worker may have died). Regenerate to try again.",
             )
     return touched
+
+
+def with_stall_check(description: Description) -> Description:
+    """The row as a poll should see it: a stalled one is first retried or failed."""
+    if not description.finished and recover_stalled(Description.objects.filter(pk=description.pk)):
+        description.refresh_from_db()
+    return description
