@@ -44,3 +44,5 @@ urlpatterns = [
     path("evaluation/", include("evaluation.urls")),
     path("", include("search.urls")),
 ]
+
+handler500 = "tinyrag_site.errors.server_error"

@@ -52,6 +52,24 @@ def test_flat_index_finds_every_vector_itself_first_by_image_id(tmp_path):
     np.testing.assert_allclose(scores[5], expected, atol=1e-5)
 
 
+def test_flat_search_of_few_and_many_queries_agrees_with_numpy(tmp_path):
+    """Few queries take the GEMV route over FAISS's own storage, many take FAISS's scan."""
+    vectors = clustered(400, 32)
+    ids = np.arange(5000, 5400, dtype=np.int64) * 3
+    publish(tmp_path, vectors, ids)
+    service = IndexService(tmp_path, "idx")
+    assert service.get().flat is not None
+    queries = clustered(fi.EXACT_GEMV_MAX_QUERIES + 4, 32, seed=7)
+    brute = queries @ vectors.T
+    expected_ids = ids[np.argsort(-brute, axis=1)[:, :5]]
+    few, few_scores = service.search(queries[:1], k=5)
+    many, many_scores = service.search(queries, k=5)
+    np.testing.assert_array_equal(few[0], expected_ids[0])
+    np.testing.assert_array_equal(many, expected_ids)
+    np.testing.assert_allclose(few_scores[0], np.sort(brute[0])[::-1][:5], atol=1e-5)
+    np.testing.assert_allclose(many_scores, np.sort(brute, axis=1)[:, ::-1][:, :5], atol=1e-5)
+
+
 def test_hnsw_and_ivfpq_agree_with_flat_on_most_top1(tmp_path):
     vectors = clustered(2000, 32)
     ids = np.arange(2000, dtype=np.int64)

@@ -1,0 +1,88 @@
+"""A database that goes away: pages and API answer 503 cleanly, then recover by themselves.
+
+The outage is real, not mocked: the connection is pointed at a database that cannot be
+reached (a SQLite file in a folder that does not exist; a PostgreSQL port nobody listens on),
+exactly what Django sees while PostgreSQL restarts. `benchmarks/fault_drills.py` does the same
+with a real PostgreSQL restart under load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import pytest
+from django.db import connection
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def database_down():
+    """Point the connection at an unreachable database; the live connection is set aside,
+    not closed (closing SQLite's in-memory test database would destroy it)."""
+    saved_settings, saved_connection = dict(connection.settings_dict), connection.connection
+    connection.connection = None
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent-tinyrag-dir/db.sqlite3"
+    else:
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(unused_port()))
+    try:
+        yield
+    finally:
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved_settings)
+        connection.connection = saved_connection
+
+
+@pytest.fixture
+def clients(user):
+    session = Client(raise_request_exception=False)
+    session.force_login(user)
+    token = Token.objects.create(user=user).key
+    api = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
+    return session, api
+
+
+def test_pages_and_api_answer_503_while_the_database_is_down_then_recover(clients):
+    session, api = clients
+    assert session.get("/history/").status_code == 200
+    assert api.get("/api/v1/queries/").status_code == 200
+
+    with database_down():
+        page = session.get("/history/")
+        assert page.status_code == 503
+        assert page["Retry-After"] == "5"
+        assert b"database is unavailable" in page.content
+        response = api.get("/api/v1/queries/")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "unavailable"
+        assert Client().get("/healthz").status_code == 200  # the process itself is fine
+        ready = Client().get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"]["ok"] is False
+
+    # back up: the same clients go on, nothing restarted
+    assert session.get("/history/").status_code == 200
+    assert api.get("/api/v1/queries/").status_code == 200
+
+
+def test_other_server_errors_stay_500(clients, monkeypatch):
+    from search import views
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(views, "query_history", broken)
+    session, _ = clients
+    response = session.get("/history/")
+    assert response.status_code == 500
+    assert "Retry-After" not in response

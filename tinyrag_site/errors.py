@@ -1,0 +1,47 @@
+"""The site's 500 handler: a lost database is a 503 ("try again shortly"), not a crash.
+
+Django calls `handler500` inside the `except` block of whatever failed, so `sys.exc_info()`
+still names the exception. When the database is down or restarting (PostgreSQL restarted, a
+network blip, SQLite locked for too long), every page and API call fails the same way; the
+client is told the service is unavailable, in the API's error format under /api/, with a
+Retry-After. Django reconnects by itself on the next request once the database is back
+(`conn_health_checks`), so nothing needs restarting.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.views.defaults import server_error as django_server_error
+
+from search.api_errors import error_body
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = "The database is unavailable; try again in a few seconds."
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    # OperationalError: connection refused/terminated; InterfaceError: connection already
+    # closed. Both are DatabaseErrors; a plain DatabaseError (bad SQL) stays a 500.
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    exc = sys.exc_info()[1]
+    if not database_unavailable(exc):
+        return django_server_error(request)
+    logger.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    if request.path.startswith("/api/"):
+        response = JsonResponse(error_body("unavailable", DATABASE_UNAVAILABLE), status=503)
+    else:
+        response = HttpResponse(
+            render_to_string("503.html", {"message": DATABASE_UNAVAILABLE}), status=503
+        )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
