@@ -1,9 +1,10 @@
 """Shared by the benchmarks that need a running site: settings, a temporary world, gunicorn.
 
 `bench_environment` points every TinyRAG setting at a temporary folder (SQLite, data, index,
-media), `setup_django` applies it to this process and migrates, and `gunicorn` serves the site
-under deploy/gunicorn.conf.py -- the production server configuration -- on a free 127.0.0.1
-port until the block ends.
+media), `setup_django` applies it to this process and migrates, `publish_world` fills the
+database and publishes an index over given vectors (`embedding_like` makes realistic ones), and
+`gunicorn` serves the site under deploy/gunicorn.conf.py -- the production server
+configuration -- on a free 127.0.0.1 port until the block ends.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +53,72 @@ def setup_django(env: dict[str, str]) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def embedding_like(n: int, dim: int, *, classes: int = 200, latent: int = 32, seed: int = 0):
+    """Unit vectors shaped like image embeddings: `classes` directions, each spread over a
+    `latent`-dimensional subspace of its own, plus a little isotropic noise. Real embeddings
+    have a low intrinsic dimension (tens, not 512); that is what lets HNSW find neighbours.
+    Vectors from the same `seed` share the class geometry; pass another seed for queries."""
+    geometry = np.random.default_rng(0)
+    centres = geometry.normal(size=(classes, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    bases = geometry.normal(size=(classes, latent, dim)).astype(np.float32) / np.sqrt(dim)
+    rng = np.random.default_rng(seed + 1)
+    label = rng.integers(0, classes, n)
+    x = centres[label].copy()
+    for start in range(0, n, 10_000):  # in blocks: the einsum's temporary stays small
+        part = slice(start, start + 10_000)
+        z = 0.5 * rng.normal(size=(len(label[part]), latent)).astype(np.float32)
+        x[part] += np.einsum("nl,nld->nd", z, bases[label[part]])
+    x += 0.02 / np.sqrt(dim) * rng.normal(size=x.shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
+    """One `Image` row per vector (200 classes) and a published flat index named "bench"
+    over `vectors`, keyed by those rows. Needs `setup_django` first."""
+    from search import index as fi
+    from search.models import Dataset, Image, ImageClass
+
+    n = len(vectors)
+    dataset = Dataset.objects.create(name="bench", root=str(workdir), source="imagefolder")
+    classes = ImageClass.objects.bulk_create(
+        ImageClass(dataset=dataset, wnid=f"c{c:03d}", name=f"class {c}", names=[f"class {c}"])
+        for c in range(200)
+    )
+    Image.objects.bulk_create(
+        (
+            Image(
+                dataset=dataset,
+                split="train",
+                image_class=classes[i % 200],
+                path=f"train/{i}.jpg",
+                width=64,
+                height=64,
+                mode="RGB",
+            )
+            for i in range(n)
+        ),
+        batch_size=5000,
+    )
+    ids = np.array(Image.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
+    index, params = fi.build_faiss_index(vectors, ids, fi.IndexType.FLAT)
+    kind = params.pop("type")
+    manifest = fi.IndexManifest(
+        name="bench",
+        model_id=model_id,
+        dim=vectors.shape[1],
+        index_type=kind,
+        index_params=params,
+        count=n,
+        dataset="bench",
+        splits=["train"],
+        created_at=fi.now_iso(),
+    )
+    staged = fi.builds_dir(workdir / "vector_db") / "bench-1"
+    fi.write_index_folder(staged, index, vectors, ids, manifest)
+    fi.publish(staged, workdir / "vector_db", "bench")
 
 
 def free_port() -> int:

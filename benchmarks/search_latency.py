@@ -39,7 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._server import bench_environment, gunicorn, setup_django  # noqa: E402
+from benchmarks._server import (  # noqa: E402
+    bench_environment,
+    embedding_like,
+    gunicorn,
+    publish_world,
+    setup_django,
+)
 
 WORDS = [
     "cat",
@@ -58,26 +64,6 @@ WORDS = [
     "pretzel",
     "jellyfish",
 ]
-
-
-def embedding_like(n: int, dim: int, *, classes: int = 200, latent: int = 32, seed: int = 0):
-    """Unit vectors shaped like image embeddings: `classes` directions, each spread over a
-    `latent`-dimensional subspace of its own, plus a little isotropic noise. Real embeddings
-    have a low intrinsic dimension (tens, not 512); that is what lets HNSW find neighbours.
-    Vectors from the same `seed` share the class geometry; pass another seed for queries."""
-    geometry = np.random.default_rng(0)
-    centres = geometry.normal(size=(classes, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    bases = geometry.normal(size=(classes, latent, dim)).astype(np.float32) / np.sqrt(dim)
-    rng = np.random.default_rng(seed + 1)
-    label = rng.integers(0, classes, n)
-    x = centres[label].copy()
-    for start in range(0, n, 10_000):  # in blocks: the einsum's temporary stays small
-        part = slice(start, start + 10_000)
-        z = 0.5 * rng.normal(size=(len(label[part]), latent)).astype(np.float32)
-        x[part] += np.einsum("nl,nld->nd", z, bases[label[part]])
-    x += 0.02 / np.sqrt(dim) * rng.normal(size=x.shape).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def isotropic_clusters(n: int, dim: int, *, classes: int = 200, seed: int = 0) -> np.ndarray:
@@ -133,49 +119,6 @@ def bench_faiss(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, hard:
             times = timed(lambda q: hnsw.search(q, 10), probe)  # noqa: B023 -- used at once
             default = " (default)" if ef == params["efSearch"] else ""
             print(f"      efSearch={ef:3d}{default:10s} recall@10 {recall:.3f}, {summary(times)}")
-
-
-def populate(n: int, vectors: np.ndarray, workdir: Path):
-    from search import index as fi
-    from search.models import Dataset, Image, ImageClass
-
-    dataset = Dataset.objects.create(name="bench", root=str(workdir), source="imagefolder")
-    classes = ImageClass.objects.bulk_create(
-        ImageClass(dataset=dataset, wnid=f"c{c:03d}", name=f"class {c}", names=[f"class {c}"])
-        for c in range(200)
-    )
-    Image.objects.bulk_create(
-        (
-            Image(
-                dataset=dataset,
-                split="train",
-                image_class=classes[i % 200],
-                path=f"train/{i}.jpg",
-                width=64,
-                height=64,
-                mode="RGB",
-            )
-            for i in range(n)
-        ),
-        batch_size=5000,
-    )
-    ids = np.array(Image.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
-    index, params = fi.build_faiss_index(vectors, ids, fi.IndexType.FLAT)
-    kind = params.pop("type")
-    manifest = fi.IndexManifest(
-        name="bench",
-        model_id=str(workdir / "clip"),
-        dim=512,
-        index_type=kind,
-        index_params=params,
-        count=n,
-        dataset="bench",
-        splits=["train"],
-        created_at=fi.now_iso(),
-    )
-    staged = fi.builds_dir(workdir / "vector_db") / "bench-1"
-    fi.write_index_folder(staged, index, vectors, ids, manifest)
-    fi.publish(staged, workdir / "vector_db", "bench")
 
 
 def bench_service(queries: int) -> None:
@@ -256,7 +199,7 @@ def main() -> None:
         build_clip(workdir / "clip", VIT_B_32)
         env = bench_environment(workdir, workdir / "clip")
         setup_django(env)
-        populate(args.vectors, vectors, workdir)
+        publish_world(vectors, workdir, model_id=str(workdir / "clip"))
         bench_service(args.queries)
         bench_api(env, args.requests, args.clients)
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")

@@ -15,3 +15,11 @@ max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """Load the index and CLIP before the first request, not during it."""
+    if os.environ.get("TINYRAG_WARM_UP", "1") != "0":
+        from search.services.health import warm_up
+
+        warm_up()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,25 @@ READINESS: list[Callable[[], Check]] = [check_database, check_index, check_tasks
 
 def readiness() -> list[Check]:
     return [check() for check in READINESS]
+
+
+def warm_up() -> None:
+    """Load the index and the embedders now (a web worker's first search would otherwise wait
+    seconds for them) and embed once, so lazy initialisation is done too. What is missing or
+    broken is logged and left for the pages to explain; the worker starts regardless."""
+    from PIL import Image
+
+    from search.index import SearchIndexError, get_index_service
+    from search.ml.errors import ModelError
+    from search.ml.registry import get_clip_embedder, get_text_embedder
+
+    steps = {
+        "index": lambda: get_index_service().get(),
+        "text model": lambda: get_text_embedder().embed_texts(["warm up"]),
+        "image model": lambda: get_clip_embedder().embed_images([Image.new("RGB", (64, 64))]),
+    }
+    for name, step in steps.items():
+        try:
+            step()
+        except (SearchIndexError, ModelError) as exc:
+            logger.warning("warm-up: %s not ready: %s", name, exc)

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from search.index import clear_index_services
+from search.index import clear_index_services, get_index_service
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +66,29 @@ def test_doctor_passes_on_a_working_install(search_index, capsys):
     out = capsys.readouterr().out
     assert "FAIL" not in out
     assert "(dim 16)" in out
+
+
+def test_warm_up_loads_the_index_and_models_before_the_first_request(search_index, caplog):
+    from search.ml.registry import get_clip_embedder, registry
+    from search.services.health import warm_up
+
+    clear_index_services()
+    registry.clear()
+    index_service = get_index_service()
+    assert index_service._loaded is None and not get_clip_embedder().loaded
+    warm_up()
+    assert index_service._loaded is not None
+    assert get_clip_embedder().loaded
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_warm_up_without_an_index_logs_and_goes_on(clip_settings, tmp_path, caplog):
+    from search.services.health import warm_up
+
+    clip_settings.TINYRAG_INDEX_DIR = tmp_path
+    clip_settings.TINYRAG_CLIP_MODEL = str(tmp_path / "no-such-model")
+    clear_index_services()
+    warm_up()  # a worker must start even so
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("warm-up: index not ready") for m in warnings), warnings
+    assert any(m.startswith("warm-up: text model not ready") for m in warnings), warnings
