@@ -129,8 +129,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4) -> Iterator[str]:
-    """The site under gunicorn; yields its base URL once /healthz answers."""
+    """The site under gunicorn; yields its base URL once /healthz answers. Its log goes to
+    gunicorn.log in TINYRAG_DATA_DIR (a pipe nobody reads would fill up and stall it)."""
     port = free_port()
+    log_path = Path(env["TINYRAG_DATA_DIR"]) / "gunicorn.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
     server_env = {
         **os.environ,
         **env,
@@ -151,16 +155,15 @@ def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4) -> Iter
         ],
         cwd=ROOT,
         env=server_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{server.stderr.read()[-3000:]}")
+                raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(base + "/healthz", timeout=2):
                     break
@@ -175,3 +178,4 @@ def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4) -> Iter
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()

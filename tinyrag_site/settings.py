@@ -177,6 +177,34 @@ STORAGES = {
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", TINYRAG_DATA_DIR / "media")
 
+
+def s3_storage(bucket: str, *, endpoint_url: str = "", region: str = "", prefix: str = "") -> dict:
+    """Uploads in an S3-compatible bucket (AWS, MinIO, Ceph, R2...) through django-storages
+    (`pip install -e '.[s3]'`). Objects stay private: the app serves them itself, after its
+    ownership check. Credentials come from the usual AWS_* variables or an instance role.
+    https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html"""
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            "location": prefix,
+            "default_acl": None,  # the bucket's policy: private
+            "file_overwrite": False,
+        },
+    }
+
+
+# Media on disk under MEDIA_ROOT, or in a bucket when TINYRAG_S3_BUCKET is set.
+if env_str("TINYRAG_S3_BUCKET"):
+    STORAGES["default"] = s3_storage(
+        env_str("TINYRAG_S3_BUCKET"),
+        endpoint_url=env_str("TINYRAG_S3_ENDPOINT_URL"),
+        region=env_str("TINYRAG_S3_REGION"),
+        prefix=env_str("TINYRAG_S3_PREFIX", "media"),
+    )
+
 # HTTPS hardening: on by default in production, off for local development over plain HTTP.
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/#https
 TINYRAG_HTTPS = env_bool("TINYRAG_HTTPS", not DEBUG)

@@ -47,10 +47,12 @@ class BuildOptions:
     restart: bool = False
     compile: bool | None = None  # torch.compile the image tower; None: if COMPILE_MIN_IMAGES
     index_params: dict = field(default_factory=dict)
+    shard_target: int = SHARD_TARGET
 
     @property
     def shard_size(self) -> int:
-        return max(1, SHARD_TARGET // self.batch_size) * self.batch_size
+        """Images per shard: whole batches, as close to `shard_target` as that allows."""
+        return max(1, self.shard_target // self.batch_size) * self.batch_size
 
 
 def resolve_dataset(name: str | None) -> Dataset:

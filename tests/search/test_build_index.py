@@ -135,7 +135,6 @@ def test_interrupted_build_resumes_after_the_last_complete_shard(
     _, clean_ids, clean_vectors = published(clip_settings)
     before = fi.read_manifest(clip_settings.TINYRAG_INDEX_DIR, "tiny").created_at
 
-    monkeypatch.setattr(indexing, "SHARD_TARGET", 8)  # 20 images -> shards of 8, 8, 4
     real_save, saved = indexing.ShardStore.save, []
 
     def save_then_crash(self, number, *args):
@@ -146,13 +145,13 @@ def test_interrupted_build_resumes_after_the_last_complete_shard(
 
     monkeypatch.setattr(indexing.ShardStore, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        build("--index-type", "hnsw")
+        build("--index-type", "hnsw", "--shard-size", "8")  # 20 images: shards of 8, 8, 4
     # the published index is untouched by the failed build
     assert fi.read_manifest(clip_settings.TINYRAG_INDEX_DIR, "tiny").created_at == before
 
     monkeypatch.setattr(indexing.ShardStore, "save", real_save)
     saved.clear()
-    build("--index-type", "hnsw", verbosity=1)
+    build("--index-type", "hnsw", "--shard-size", "8", verbosity=1)
     assert "Resuming after 1 complete shards (8 images)." in capsys.readouterr().out
     manifest, ids, vectors = published(clip_settings)
     assert manifest.index_type == "hnsw"
@@ -162,7 +161,6 @@ def test_interrupted_build_resumes_after_the_last_complete_shard(
 
 
 def test_restart_discards_earlier_shards(imported, clip_settings, monkeypatch, capsys):
-    monkeypatch.setattr(indexing, "SHARD_TARGET", 8)
     real_save = indexing.ShardStore.save
 
     def crash_after_first(self, number, *args):
@@ -171,9 +169,9 @@ def test_restart_discards_earlier_shards(imported, clip_settings, monkeypatch, c
 
     monkeypatch.setattr(indexing.ShardStore, "save", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
-        build()
+        build("--shard-size", "8")
     monkeypatch.setattr(indexing.ShardStore, "save", real_save)
-    build("--restart", verbosity=1)
+    build("--restart", "--shard-size", "8", verbosity=1)
     assert "Resuming" not in capsys.readouterr().out
     assert published(clip_settings)[0].count == 20
 
@@ -204,6 +202,8 @@ def test_bad_arguments_and_missing_data_are_clear_errors(clip_settings, tmp_path
     clip_settings.TINYRAG_INDEX_DIR = tmp_path
     with pytest.raises(CommandError, match="--splits takes"):
         build("--splits", "training")
+    with pytest.raises(CommandError, match="--shard-size .* must be positive"):
+        build("--shard-size", "0")
     with pytest.raises(CommandError, match="run import_dataset first"):
         build()
 

@@ -75,7 +75,8 @@ def test_warm_up_loads_the_index_and_models_before_the_first_request(search_inde
     clear_index_services()
     registry.clear()
     index_service = get_index_service()
-    assert index_service._loaded is None and not get_clip_embedder().loaded
+    assert index_service._loaded is None
+    assert not get_clip_embedder().loaded
     warm_up()
     assert index_service._loaded is not None
     assert get_clip_embedder().loaded

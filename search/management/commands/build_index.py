@@ -19,6 +19,7 @@ from search.ml.registry import get_clip_embedder
 from search.models import Image
 from search.services.indexing import (
     COMPILE_MIN_IMAGES,
+    SHARD_TARGET,
     BuildError,
     BuildOptions,
     build_index,
@@ -73,6 +74,13 @@ class Command(BaseCommand):
             f"(default: when {COMPILE_MIN_IMAGES:,} or more images remain to embed).",
         )
         parser.add_argument(
+            "--shard-size",
+            type=int,
+            default=SHARD_TARGET,
+            help=f"Images per saved shard (default {SHARD_TARGET:,}): an interrupted build "
+            "resumes after its last complete shard.",
+        )
+        parser.add_argument(
             "--restart",
             action="store_true",
             help="Discard shards of an interrupted build and start over.",
@@ -85,8 +93,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--splits takes {', '.join(Image.Split.values)}; got {options['splits']!r}"
             )
-        if options["batch_size"] < 1 or (options["limit_per_class"] or 1) < 1:
-            raise CommandError("--batch-size and --limit-per-class must be positive")
+        if min(options["batch_size"], options["shard_size"], options["limit_per_class"] or 1) < 1:
+            raise CommandError("--batch-size, --shard-size and --limit-per-class must be positive")
         build = BuildOptions(
             name=options["name"],
             dataset=options["dataset"],
@@ -97,6 +105,7 @@ class Command(BaseCommand):
             limit_per_class=options["limit_per_class"],
             restart=options["restart"],
             compile=options["compile"],
+            shard_target=options["shard_size"],
         )
         verbose = options["verbosity"] >= 1
         try:

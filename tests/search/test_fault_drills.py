@@ -1,0 +1,181 @@
+"""Fault drills with real processes and kill -9, on a throwaway site of their own.
+
+- `build_index` killed mid-way: nothing half-written is published; the same command resumes
+  after the last complete shard and publishes exactly what an uninterrupted build does.
+- The description worker killed mid-generation: the row is left "running"; once it has made
+  no progress for TINYRAG_DESCRIPTION_STALL_SECONDS, the user's next poll hands it back to the
+  queue and a new worker finishes it.
+
+Each manage.py command runs as its own process against a SQLite file (the test process's
+database is not visible to others), with the tiny CLIP and the fake OpenAI-compatible server.
+The database restart drill, which needs a PostgreSQL server to restart, is
+`benchmarks/fault_drills.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures.tinyimagenet import build_tinyimagenet, write_zip
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+class Site:
+    """manage.py commands against one temporary site."""
+
+    def __init__(self, folder: Path, **settings: str):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.database = folder / "db.sqlite3"
+        self.index_dir = folder / "vector_db"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "TINYRAG"))},
+            "DJANGO_SETTINGS_MODULE": "tinyrag_site.settings",
+            "DEBUG": "1",
+            "DATABASE_URL": f"sqlite:///{self.database}",
+            "TINYRAG_DATA_DIR": str(folder / "data"),
+            "MEDIA_ROOT": str(folder / "media"),
+            "TINYRAG_INDEX_DIR": str(self.index_dir),
+            "TINYRAG_LOG_FORMAT": "plain",
+            **settings,
+        }
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "manage.py", *args]
+
+    def run(self, *args: str) -> str:
+        proc = subprocess.run(
+            self.command(*args), cwd=ROOT, env=self.env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        with sqlite3.connect(self.database) as db:
+            return db.execute(sql, params).fetchall()
+
+
+def wait_for(condition, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill9(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest.fixture
+def site(tmp_path, tiny_clip_dir) -> Site:
+    """A site with a synthetic TinyImageNet of 7 classes x 60 training images imported."""
+    from search.datasets.tinyimagenet import prepare
+
+    data = build_tinyimagenet(train_per_class=60, val_per_class=1, test_count=1)
+    root = tmp_path / "tiny-imagenet-200"
+    prepare(root, write_zip(data, tmp_path / "tiny-imagenet-200.zip"))
+    site = Site(tmp_path / "site", TINYRAG_CLIP_MODEL=str(tiny_clip_dir))
+    site.run("migrate", "--no-input")
+    site.run("import_dataset", "--root", str(root), "--workers", "0")
+    return site
+
+
+BUILD = ("--batch-size", "4", "--shard-size", "8", "--workers", "0", "--verbosity", "1")
+
+
+def published(index_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return np.load(index_dir / name / "ids.npy"), np.load(index_dir / name / "embeddings.npy")
+
+
+def test_build_index_killed_mid_way_resumes_and_publishes_the_same_index(site):
+    site.run("build_index", "--name", "clean", *BUILD)
+    clean_ids, clean_vectors = published(site.index_dir, "clean")
+    total_shards = -(-len(clean_ids) // 8)
+
+    partial = site.index_dir / ".builds" / "drill.partial"
+    build = site.start("build_index", "--name", "drill", *BUILD)
+    wait_for(lambda: len(list(partial.glob("shard-*.npz"))) >= 3, "three shards on disk")
+    kill9(build)
+    kept = len(list(partial.glob("shard-*.npz")))
+    assert 3 <= kept < total_shards, "the build must be killed mid-way"
+    assert not (site.index_dir / "drill").exists()  # nothing published, not even half
+
+    out = site.run("build_index", "--name", "drill", *BUILD)
+    assert f"Resuming after {kept} complete shards ({kept * 8} images)." in out
+    ids, vectors = published(site.index_dir, "drill")
+    np.testing.assert_array_equal(ids, clean_ids)
+    np.testing.assert_allclose(vectors, clean_vectors, atol=1e-6)
+    assert not partial.exists()
+
+
+CREATE_DESCRIPTION = """
+from django.contrib.auth import get_user_model
+from search.services.describe import request_description
+from search.services.search import text_search
+user = get_user_model().objects.create_user("drill", password="drill-password-1")
+query = text_search(user=user, text="lemon", top_k=3)
+print(request_description(query=query, image_id=query.results.get(rank=1).image_id).pk)
+"""
+
+POLL = """
+from search.models import Description
+from search.services.describe import with_stall_check
+print(with_stall_check(Description.objects.get(pk={pk})).status)
+"""
+
+
+def test_worker_killed_mid_description_is_recovered_by_a_new_worker(site, fake_vlm_server):
+    site.env.update(
+        TINYRAG_VLM_BACKEND="openai",
+        TINYRAG_VLM_URL=fake_vlm_server.base_url,
+        TINYRAG_VLM_SERVED_MODEL="qwen2-vl-test",
+        TINYRAG_DESCRIPTION_STALL_SECONDS="2",
+        TINYRAG_INDEX_NAME="drill",
+    )
+    site.run("build_index", "--name", "drill", *BUILD)
+    pk = int(site.run("shell", "-c", CREATE_DESCRIPTION).split()[-1])
+
+    def row():
+        return site.query("SELECT status, text, attempts FROM search_description WHERE id = ?", pk)[
+            0
+        ]
+
+    fake_vlm_server.mode = "stall"  # the first words, then nothing: the worker is mid-stream
+    worker = site.start("db_worker", "--interval", "0.1", "--no-reload")
+    wait_for(lambda: fake_vlm_server.requests and row()[0] == "running", "generation to start")
+    kill9(worker)
+    status, _, attempts = row()
+    assert (status, attempts) == ("running", 1)  # what a dead worker leaves behind
+
+    assert site.run("shell", "-c", POLL.format(pk=pk)).split()[-1] == "running"  # not stalled yet
+    time.sleep(2.5)
+    fake_vlm_server.mode = "stream"  # the server is healthy again
+    assert site.run("shell", "-c", POLL.format(pk=pk)).split()[-1] == "queued"  # handed back
+
+    site.run("db_worker", "--batch", "--interval", "0", "--no-startup-delay")
+    assert row() == ("done", "A small red fish in water.", 2)
