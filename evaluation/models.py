@@ -50,6 +50,12 @@ class EvaluationRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(
+        default=dict, blank=True, help_text="While running: step, done, total."
+    )
+    updated_at = models.DateTimeField(
+        auto_now=True, help_text="Last sign of life; a stalled run is failed after a while."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -60,6 +66,11 @@ class EvaluationRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
+
+    @property
+    def progress_percent(self) -> int | None:
+        done, total = self.progress.get("done"), self.progress.get("total")
+        return round(100 * done / total) if done is not None and total else None
 
     @property
     def duration_seconds(self) -> float | None:

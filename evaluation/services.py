@@ -20,10 +20,13 @@ searches, but no `SearchQuery` rows are written: evaluation never shows up in a 
 from __future__ import annotations
 
 import functools
+import io
 import random
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 import faiss
@@ -198,16 +201,37 @@ def _enqueue(run_id: int) -> None:
     run_evaluation.enqueue(run_id)
 
 
-def evaluate(
-    *, config: EvaluationConfig, user=None, progress: Progress | None = None
-) -> EvaluationRun:
-    """Create a run and execute it here and now (the evaluate command)."""
-    return execute_run(create_run(config=config, user=user).pk, progress=progress)
+def evaluate(*, config: EvaluationConfig, user=None, console: bool = False) -> EvaluationRun:
+    """Create a run and execute it here and now (the evaluate command; `console`: progress
+    bars on stderr too)."""
+    return execute_run(create_run(config=config, user=user).pk, console=console)
 
 
-def execute_run(run_id: int, *, progress: Progress | None = None) -> EvaluationRun:
+class RunProgress(tqdm):
+    """A tqdm bar that records its step, count and total on the run's row (at most once a
+    second) for the run page to show, and doubles as the run's heartbeat. Prints only with
+    `console`."""
+
+    monitor_interval = 0  # no monitor thread: every write happens on the run's own thread
+
+    def __init__(self, *args, run_id: int, console: bool = False, **kwargs):
+        self.run_id = run_id
+        self.console = console
+        kwargs.update(mininterval=1.0, file=sys.stderr if console else io.StringIO())
+        super().__init__(*args, dynamic_ncols=console, **kwargs)
+
+    def display(self, msg=None, pos=None):
+        EvaluationRun.objects.filter(pk=self.run_id).update(
+            progress={"step": self.desc, "done": self.n, "total": self.total},
+            updated_at=timezone.now(),
+        )
+        return super().display(msg, pos) if self.console else True
+
+
+def execute_run(run_id: int, *, console: bool = False) -> EvaluationRun:
     """Measure a queued run and store the outcome. A problem the operator can fix (no index, a
     model that cannot load, an empty split) ends the run `failed` with a readable error."""
+    recover_stalled_runs()
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().get(pk=run_id)
         if run.status != EvaluationRun.Status.QUEUED:
@@ -217,7 +241,9 @@ def execute_run(run_id: int, *, progress: Progress | None = None) -> EvaluationR
         run.save(update_fields=["status", "started_at"])
 
     config = EvaluationConfig.from_json(run.configuration)
-    evaluation = Evaluation(run, config, progress or functools.partial(tqdm, disable=True))
+    evaluation = Evaluation(
+        run, config, functools.partial(RunProgress, run_id=run.pk, console=console)
+    )
     try:
         evaluation.measure()
     except (EvaluationError, SearchIndexError, ModelError, OSError) as exc:
@@ -228,8 +254,33 @@ def execute_run(run_id: int, *, progress: Progress | None = None) -> EvaluationR
     return _finish(run, evaluation)
 
 
+def recover_stalled_runs(queryset=None) -> int:
+    """Running rows with no sign of life for TINYRAG_EVALUATION_STALL_SECONDS (the worker was
+    killed or crashed mid-run) are failed, with what to do; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.TINYRAG_EVALUATION_STALL_SECONDS)
+    return (
+        (queryset if queryset is not None else EvaluationRun.objects)
+        .filter(status=EvaluationRun.Status.RUNNING, updated_at__lt=cutoff)
+        .update(
+            status=EvaluationRun.Status.FAILED,
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+            error="The run stopped making progress (its worker was stopped or crashed). "
+            "Start it again.",
+        )
+    )
+
+
+def with_stall_check(run: EvaluationRun) -> EvaluationRun:
+    """The run as a poll should see it: a stalled one is failed first."""
+    if not run.finished and recover_stalled_runs(EvaluationRun.objects.filter(pk=run.pk)):
+        run.refresh_from_db()
+    return run
+
+
 def _finish(run: EvaluationRun, evaluation: Evaluation, *, error: str = "") -> EvaluationRun:
     run.status = EvaluationRun.Status.FAILED if error else EvaluationRun.Status.DONE
+    run.progress = {}
     run.error = error
     run.finished_at = timezone.now()
     run.index_manifest = evaluation.manifest

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
-from evaluation import charts, selectors
+from evaluation import charts, selectors, services
 from evaluation.models import EvaluationRun
 from evaluation.services import (
     DEFAULT_RAG_SAMPLE,
@@ -113,7 +113,7 @@ def _run(pk: int) -> EvaluationRun:
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run(pk)
+    run = services.with_stall_check(_run(pk))
     if request.htmx:
         if run.finished:  # the results are a whole page: reload it
             return HttpResponseClientRefresh()

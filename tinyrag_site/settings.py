@@ -328,6 +328,8 @@ TINYRAG_VLM_MAX_PIXELS = env_int("TINYRAG_VLM_MAX_PIXELS", 448 * 448)
 TINYRAG_RAG_K = env_int("TINYRAG_RAG_K", 5)
 # A description with no progress for this long is retried once, then marked failed.
 TINYRAG_DESCRIPTION_STALL_SECONDS = env_int("TINYRAG_DESCRIPTION_STALL_SECONDS", 300)
+# An evaluation run that records no progress for this long has lost its worker: it is failed.
+TINYRAG_EVALUATION_STALL_SECONDS = env_int("TINYRAG_EVALUATION_STALL_SECONDS", 900)
 
 # Background work: Django's Tasks API (django-tasks backport on 5.2); the database backend and
 # its `manage.py db_worker` by default. https://github.com/RealOrangeOne/django-tasks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -153,6 +154,49 @@ def test_unfinished_run_polls_and_a_finished_one_reloads(auth_client):
     assert done["HX-Refresh"] == "true"
 
 
+def test_progress_bars_of_a_run_write_its_row():
+    from evaluation.services import RunProgress
+
+    run = make_run(status="running", metrics={}, finished_at=None)
+    bar = RunProgress(total=10, desc="embed queries", unit="img", run_id=run.pk)
+    run.refresh_from_db()
+    assert run.progress == {"step": "embed queries", "done": 0, "total": 10}
+    heartbeat = run.updated_at
+    bar.update(4)
+    bar.close()  # a bar's last state is always written
+    run.refresh_from_db()
+    assert run.progress == {"step": "embed queries", "done": 4, "total": 10}
+    assert run.updated_at > heartbeat
+
+
+def test_running_run_shows_its_progress(auth_client):
+    run = make_run(
+        status="running",
+        metrics={},
+        finished_at=None,
+        progress={"step": "embed queries", "done": 30, "total": 120},
+    )
+    partial = auth_client.get(
+        reverse("evaluation:run", args=[run.pk]), headers={"HX-Request": "true"}
+    ).content.decode()
+    assert "embed queries: 30 of 120" in partial
+    assert '<progress max="100" value="25">' in partial  # 30 / 120
+
+
+def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, settings):
+    run = make_run(status="running", metrics={}, finished_at=None, progress={"step": "search"})
+    url = reverse("evaluation:run", args=[run.pk])
+    assert "run-progress" in auth_client.get(url, headers={"HX-Request": "true"}).content.decode()
+
+    stale = timezone.now() - timedelta(seconds=settings.TINYRAG_EVALUATION_STALL_SECONDS + 1)
+    EvaluationRun.objects.filter(pk=run.pk).update(updated_at=stale)  # no sign of life since
+    assert auth_client.get(url, headers={"HX-Request": "true"})["HX-Refresh"] == "true"
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "stopped making progress" in run.error
+    assert "Start it again" in auth_client.get(url).content.decode()
+
+
 def test_failed_run_shows_its_error(auth_client):
     run = make_run(status="failed", error="no index named 'nowhere'", metrics={}, per_class={})
 
@@ -207,6 +251,7 @@ def test_staff_form_runs_the_evaluation_in_the_background(solid_index, admin_cli
 
     run.refresh_from_db()
     assert run.status == "done", run.error
+    assert run.progress == {}  # cleared at the end; while running it held the current step
     assert run.configuration["ks"] == [1, 5]
     assert (run.metrics["image"]["recall@1"], run.metrics["image"]["precision@5"]) == (1.0, 1.0)
     page = admin_client.get(reverse("evaluation:run", args=[run.pk])).content.decode()

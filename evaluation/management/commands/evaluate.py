@@ -28,7 +28,6 @@ from evaluation.services import (
     evaluate,
     parse_ks,
 )
-from search.management.progress import progress_factory
 from search.models import Image
 
 
@@ -160,7 +159,7 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 workers=options["workers"],
             ).validated()
-            run = evaluate(config=config, progress=progress_factory(options["verbosity"]))
+            run = evaluate(config=config, console=options["verbosity"] >= 1)
         except EvaluationError as exc:
             raise CommandError(str(exc)) from None
 
