@@ -11,7 +11,7 @@ go round-robin over the variants, so that the machine's drift hits all of them a
 
   fp16-original  float16 weights, the processor's default pixel bounds (a 64x64 image is
                  4 visual tokens), plain `generate` (the original system's settings);
-  bf16           TransformersDescriber.stream as the product runs it (bf16 on CPUs with native
+  bf16           TransformersDescriber.describe as the product runs it (bf16 on CPUs with native
                  bf16, fp32 elsewhere), same pixel bounds as the original;
   int8           bf16 prefill + int8 weight-only decoding (TransformersDescriber(int8_decode=True));
   int8-lean      the same without keeping the bf16 text weights (prefill dequantizes);
@@ -246,7 +246,7 @@ def run_original(model_dir: Path, new_tokens: int, repeat: int) -> tuple[Result,
 
 
 def run_ours(variant: str, model_dir: Path, new_tokens: int, repeat: int) -> tuple[Result, dict]:
-    """TransformersDescriber.stream, as the description task runs it."""
+    """TransformersDescriber.describe, as the description task runs it."""
     import torch
 
     from search.ml.device import compute_target
@@ -276,8 +276,7 @@ def run_ours(variant: str, model_dir: Path, new_tokens: int, repeat: int) -> tup
     shapes = _shapes(describer._inputs(image, PROMPT), model)
 
     def request(tokens: int) -> None:
-        for _ in describer.stream(image, PROMPT, max_new_tokens=tokens, min_new_tokens=tokens):
-            pass
+        describer.describe(image, PROMPT, max_new_tokens=tokens, min_new_tokens=tokens)
 
     request(4)  # warm-up
     runs = measure(request, clock, new_tokens, repeat)

@@ -596,13 +596,12 @@ class Evaluation:
             for mode in contexts:
                 prompt = build_prompt(mode, context if mode == "retrieved" else {})
                 try:
-                    text = "".join(
-                        describer.stream(
-                            pixels, prompt,
-                            max_new_tokens=settings.TINYRAG_VLM_MAX_NEW_TOKENS,
-                            min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
-                        )
-                    )  # fmt: skip
+                    text = describer.describe(
+                        pixels,
+                        prompt,
+                        max_new_tokens=settings.TINYRAG_VLM_MAX_NEW_TOKENS,
+                        min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
+                    )
                 except GenerationError as exc:  # one failed generation is counted, not fatal
                     record["descriptions"][mode] = {"text": "", "named": None, "error": str(exc)}
                     continue

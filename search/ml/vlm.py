@@ -1,21 +1,22 @@
 """Image describers: Qwen2-VL in this process, or any OpenAI-compatible chat-completions server.
 
-Both backends stream text pieces as the model produces them, behind one `Describer` protocol::
+Both backends hand text pieces over as the model produces them, behind one `Describer`
+protocol::
 
     describer = get_describer()            # None when TINYRAG_VLM_BACKEND=none; not yet loaded
-    for piece in describer.stream(image, prompt, max_new_tokens=128):
-        description.text += piece          # the task writes pieces into the row as they come
+    text = describer.describe(image, prompt, max_new_tokens=128, on_piece=save_progress)
+    # the task writes the pieces into the row as they come
 
 - `TransformersDescriber` runs Qwen2-VL with transformers: greedy decoding, bf16 weights where
-  the device computes bf16 natively (fp32 elsewhere, never fp16 on a CPU), `generate()` in a
-  worker thread feeding a `TextIteratorStreamer`. It loads once, lazily, from a local directory
-  or an already-downloaded hub snapshot, never from the network.
+  the device computes bf16 natively (fp32 elsewhere, never fp16 on a CPU), `generate()` in the
+  calling thread with a streamer calling back per word. It loads once, lazily, from a local
+  directory or an already-downloaded hub snapshot, never from the network.
 - `OpenAIDescriber` POSTs to `{TINYRAG_VLM_URL}/chat/completions` with `stream: true` (vLLM,
   SGLang, Ollama), the image inline as a PNG data URL, and parses the server-sent events.
 
-Configuration problems are `ModelLoadError`s (at `load()` or when `stream()` is called); failures
-while generating are `GenerationError`s, raised from the iteration, after any text already
-yielded: out of memory, an unreachable or failing server, a malformed or stalled stream.
+Configuration problems are `ModelLoadError`s (at `load()` or when `describe()` is called);
+failures while generating are `GenerationError`s, raised after any pieces already handed over:
+out of memory, an unreachable or failing server, a malformed or stalled stream.
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ import ipaddress
 import json
 import logging
 import math
-import queue
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -43,6 +43,7 @@ import torch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from search.ml.device import Precision
 from search.ml.errors import ModelError, ModelLoadError
@@ -74,7 +75,7 @@ class VLMConfigurationError(ModelError, ImproperlyConfigured):
 
 @runtime_checkable
 class Describer(Protocol):
-    """Writes text about one image, streamed as it is generated."""
+    """Writes text about one image, handing each piece over as it is generated."""
 
     backend: str  # "transformers" | "openai"
 
@@ -83,14 +84,15 @@ class Describer(Protocol):
 
     def load(self) -> None: ...
 
-    def stream(
+    def describe(
         self,
         image: Image.Image,
         prompt: str,
         *,
         max_new_tokens: int,
         min_new_tokens: int = 0,
-    ) -> Iterator[str]: ...
+        on_piece: Callable[[str], object] | None = None,
+    ) -> str: ...
 
 
 def get_describer() -> Describer | None:
@@ -213,7 +215,7 @@ class TransformersDescriber:
     With `int8_decode` (CPU, bf16), decoding reads int8 copies of the text model's weights:
     one token costs a pass over all of them, so halving their bytes is what speeds it up
     (benchmarks/generate_speed.py). Heavy work happens in `load()` (idempotent, locked),
-    never in `__init__`. One generation runs at a time per instance: a second `stream()`
+    never in `__init__`. One generation runs at a time per instance: a second `describe()`
     waits for the first to finish.
     """
 
@@ -315,24 +317,53 @@ class TransformersDescriber:
             self._model = model
             logger.info("Loaded %r in %.1f s", self, time.perf_counter() - started)
 
-    def stream(
+    def describe(
         self,
         image: Image.Image,
         prompt: str,
         *,
         max_new_tokens: int,
         min_new_tokens: int = 0,
-    ) -> Iterator[str]:
-        """Text pieces of the description as they are generated (greedy, so deterministic).
+        on_piece: Callable[[str], object] | None = None,
+    ) -> str:
+        """The description (greedy, so deterministic); `on_piece` gets each word as it comes.
 
-        Loads the model first (ModelLoadError). A failure inside generation (out of memory,
-        no new token for `timeout` seconds) ends the iteration with a GenerationError. Closing
-        the iterator early stops the generation at the next token.
+        Generation runs in the calling thread: in another one, PyTorch's OpenMP pool would be
+        a second team on the same cores and decoding ~20% slower. Loads the model first
+        (ModelLoadError). A failure inside generation (out of memory, no new token for
+        `timeout` seconds) raises GenerationError after the pieces already handed over; an
+        exception raised by `on_piece` stops the generation and propagates unchanged.
         """
         _check_lengths(max_new_tokens, min_new_tokens)
         self.load()
         inputs = self._inputs(image, prompt)
-        return self._pieces(inputs, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+        assert self._processor is not None
+        assert self._model is not None
+        with self._generate_lock:
+            watchdog = _Watchdog(self.timeout)
+            streamer = _PieceStreamer(self._processor.tokenizer, on_piece)
+            try:
+                with torch.inference_mode():
+                    self._model.generate(
+                        **inputs,
+                        streamer=streamer,
+                        max_new_tokens=max_new_tokens,
+                        min_new_tokens=min_new_tokens or None,
+                        do_sample=False,
+                        # greedy: the hub's sampling knobs would only warn
+                        temperature=None, top_p=None, top_k=None,
+                        stopping_criteria=StoppingCriteriaList([watchdog]),
+                    )  # fmt: skip
+            except Exception as exc:
+                if exc is streamer.consumer_error:
+                    raise
+                raise self._generation_error(exc) from exc
+            if watchdog.expired:
+                raise GenerationError(
+                    f"{self._model_id} produced no text for {self.timeout:g} s "
+                    f"({TIMEOUT_SETTING}); generation was stopped."
+                )
+            return streamer.text
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -360,74 +391,6 @@ class TransformersDescriber:
         if "pixel_values" in batch:  # the vision tower runs in the weights' dtype
             batch["pixel_values"] = batch["pixel_values"].to(self._model.dtype)
         return dict(batch)
-
-    def _pieces(
-        self, inputs: dict[str, Any], *, max_new_tokens: int, min_new_tokens: int
-    ) -> Iterator[str]:
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        assert self._processor is not None
-        assert self._model is not None
-        model, tokenizer = self._model, self._processor.tokenizer
-
-        class Cancelled(StoppingCriteria):
-            """Stops generate() at the next token once the consumer has gone away."""
-
-            def __init__(self, event: threading.Event) -> None:
-                self.event = event
-
-            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-                return torch.full(
-                    (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
-                    device=input_ids.device,
-                )  # fmt: skip
-
-        with self._generate_lock:
-            streamer = TextIteratorStreamer(
-                tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.timeout
-            )
-            cancel = threading.Event()
-            failures: list[BaseException] = []
-
-            def generate() -> None:
-                try:
-                    with torch.inference_mode():  # thread-local: entered in this thread
-                        model.generate(
-                            **inputs,
-                            streamer=streamer,
-                            max_new_tokens=max_new_tokens,
-                            min_new_tokens=min_new_tokens or None,
-                            do_sample=False,
-                            # greedy: the hub's sampling knobs would only warn
-                            temperature=None, top_p=None, top_k=None,
-                            stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
-                        )  # fmt: skip
-                except BaseException as exc:  # surfaced in the consumer, below
-                    failures.append(exc)
-                    # generate() died before end(): wake the consumer instead of leaving it
-                    # blocked on the queue forever.
-                    streamer.text_queue.put(streamer.stop_signal)
-
-            worker = threading.Thread(target=generate, name="tinyrag-vlm-generate", daemon=True)
-            worker.start()
-            try:
-                while True:
-                    try:
-                        piece = next(streamer)
-                    except StopIteration:
-                        break
-                    except queue.Empty:
-                        raise GenerationError(
-                            f"{self._model_id} produced no text for {self.timeout:g} s "
-                            f"({TIMEOUT_SETTING}); generation was stopped."
-                        ) from None
-                    if piece:
-                        yield piece
-            finally:
-                cancel.set()  # no-op after a normal end; stops an abandoned generation
-                worker.join()
-            if failures:
-                raise self._generation_error(failures[0]) from failures[0]
 
     def _generation_error(self, exc: BaseException) -> GenerationError:
         message = _first_line(exc)
@@ -492,6 +455,51 @@ class TransformersDescriber:
 # -- OpenAI-compatible server ------------------------------------------------------------------
 
 
+class _PieceStreamer(TextStreamer):
+    """transformers' word-by-word streamer, handing pieces to a callback and keeping the text.
+    The first exception the callback raises is remembered: it stops `generate()`, and the
+    describer lets it through as it is."""
+
+    def __init__(self, tokenizer: Any, on_piece: Callable[[str], object] | None) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.on_piece = on_piece
+        self.pieces: list[str] = []
+        self.consumer_error: BaseException | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if not text:
+            return
+        self.pieces.append(text)
+        if self.on_piece is not None:
+            try:
+                self.on_piece(text)
+            except BaseException as exc:
+                self.consumer_error = exc
+                raise
+
+
+class _Watchdog(StoppingCriteria):
+    """Stops generation after a step that took longer than `timeout` seconds (None: never)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.expired = False
+        self._last = time.monotonic()
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        now = time.monotonic()
+        if self.timeout is not None and now - self._last > self.timeout:
+            self.expired = True
+        self._last = now
+        return torch.full(
+            (input_ids.shape[0],), self.expired, dtype=torch.bool, device=input_ids.device
+        )
+
+
 class OpenAIDescriber:
     """A chat-completions server (vLLM, SGLang, Ollama) serving a vision model, streamed.
 
@@ -542,15 +550,27 @@ class OpenAIDescriber:
                 self._served_model, "TINYRAG_VLM_SERVED_MODEL", "no served model name is set"
             )
 
-    def stream(
+    def describe(
         self,
         image: Image.Image,
         prompt: str,
         *,
         max_new_tokens: int,
         min_new_tokens: int = 0,
+        on_piece: Callable[[str], object] | None = None,
+    ) -> str:
+        """The description as the server streams it, each piece handed to `on_piece` as it
+        arrives; GenerationError on any failure (after the pieces already handed over)."""
+        pieces = []
+        for piece in self._stream(image, prompt, max_new_tokens, min_new_tokens):
+            pieces.append(piece)
+            if on_piece is not None:
+                on_piece(piece)
+        return "".join(pieces)
+
+    def _stream(
+        self, image: Image.Image, prompt: str, max_new_tokens: int, min_new_tokens: int
     ) -> Iterator[str]:
-        """Text pieces as the server streams them; GenerationError on any failure."""
         _check_lengths(max_new_tokens, min_new_tokens)
         self.load()
         body: dict[str, Any] = {

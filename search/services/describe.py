@@ -241,57 +241,80 @@ def run_description(description_id: int) -> Description:
         description.save(update_fields=["status", "started_at", "attempts", "updated_at"])
 
     rows = Description.objects.filter(pk=description_id)
-    started = time.perf_counter()
-    first_token_at = None
-    pieces: list[str] = []
+    progress = _RowProgress(rows)
     try:
         describer = get_describer()
         if describer is None:
             raise DescriptionsDisabled("Descriptions were disabled before this one could run.")
         image = open_subject(description.query, description.image)
-        last_flush, flushed = time.perf_counter(), 0
-        for piece in describer.stream(
+        describer.describe(
             image,
             description.prompt,
             max_new_tokens=settings.TINYRAG_VLM_MAX_NEW_TOKENS,
             min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
-        ):
-            if first_token_at is None:
-                first_token_at = time.perf_counter()
-            pieces.append(piece)
-            if (
-                len(pieces) - flushed >= FLUSH_EVERY_TOKENS
-                or time.perf_counter() - last_flush >= FLUSH_EVERY_SECONDS
-            ):
-                rows.update(text="".join(pieces), tokens=len(pieces), updated_at=timezone.now())
-                last_flush, flushed = time.perf_counter(), len(pieces)
-        if not pieces:
+            on_piece=progress.add,
+        )
+        if not progress.pieces:
             raise ValueError("The model produced no text.")
     except (ModelError, DescriptionsDisabled, OSError, RuntimeError, ValueError) as exc:
         rows.update(
             status=Description.Status.FAILED,
             error=_readable(exc),
-            text="".join(pieces),
-            tokens=len(pieces),
+            text=progress.text,
+            tokens=len(progress.pieces),
             finished_at=timezone.now(),
             updated_at=timezone.now(),
         )
         return Description.objects.get(pk=description_id)
 
-    finished = time.perf_counter()
-    decode_seconds = finished - (first_token_at or finished)
     rows.update(
         status=Description.Status.DONE,
-        text="".join(pieces),
-        tokens=len(pieces),
-        time_to_first_token_ms=round(((first_token_at or finished) - started) * 1000, 1),
-        tokens_per_second=round((len(pieces) - 1) / decode_seconds, 2)
-        if len(pieces) > 1 and decode_seconds > 0
-        else None,
+        text=progress.text,
+        tokens=len(progress.pieces),
+        **progress.timings(),
         finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
     return Description.objects.get(pk=description_id)
+
+
+class _RowProgress:
+    """Collects the pieces of a generation and writes them into the row now and then, so
+    that a page polling it shows the text growing (and the stall check sees progress)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.pieces: list[str] = []
+        self.started = time.perf_counter()
+        self.first_piece_at: float | None = None
+        self._flushed, self._flushed_at = 0, self.started
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def add(self, piece: str) -> None:
+        now = time.perf_counter()
+        if self.first_piece_at is None:
+            self.first_piece_at = now
+        self.pieces.append(piece)
+        if (
+            len(self.pieces) - self._flushed >= FLUSH_EVERY_TOKENS
+            or now - self._flushed_at >= FLUSH_EVERY_SECONDS
+        ):
+            self.rows.update(text=self.text, tokens=len(self.pieces), updated_at=timezone.now())
+            self._flushed, self._flushed_at = len(self.pieces), now
+
+    def timings(self) -> dict:
+        finished = time.perf_counter()
+        first = self.first_piece_at or finished
+        decode_seconds = finished - first
+        return {
+            "time_to_first_token_ms": round((first - self.started) * 1000, 1),
+            "tokens_per_second": round((len(self.pieces) - 1) / decode_seconds, 2)
+            if len(self.pieces) > 1 and decode_seconds > 0
+            else None,
+        }
 
 
 def _readable(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,18 +50,20 @@ def describer(vlm_settings) -> TransformersDescriber:
 
 
 def drain(
-    iterator: Iterator[str], seconds: float = DEADLINE_S
+    describer, image, prompt: str, seconds: float = DEADLINE_S, **lengths
 ) -> tuple[list[str], BaseException | None]:
-    """All pieces of a stream and the exception that ended it; fails the test on a hang."""
+    """The pieces `describe()` handed over and the exception that ended it (None when it
+    returned, and then the pieces make its return value); fails the test on a hang."""
     pieces: list[str] = []
     failure: list[BaseException] = []
 
     def consume() -> None:
         try:
-            for piece in iterator:
-                pieces.append(piece)
+            text = describer.describe(image, prompt, on_piece=pieces.append, **lengths)
         except BaseException as exc:
             failure.append(exc)
+        else:
+            assert text == "".join(pieces)
 
     worker = threading.Thread(target=consume, daemon=True)
     worker.start()
@@ -130,11 +132,11 @@ def test_load_is_idempotent(describer):
     assert describer._model is model
 
 
-def test_stream_yields_text_within_max_new_tokens(describer, image, monkeypatch):
+def test_describe_hands_over_text_within_max_new_tokens(describer, image, monkeypatch):
     produced: list[list[int]] = []
     spy_generate(monkeypatch, describer._model, produced)
 
-    pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=6))
+    pieces, failure = drain(describer, image, PROMPT, max_new_tokens=6)
 
     assert failure is None
     assert pieces
@@ -151,8 +153,8 @@ def test_min_new_tokens_forces_that_many_tokens(describer, image, monkeypatch):
     spy_generate(monkeypatch, describer._model, produced)
     undo = boost_logit(describer._model, IM_END)  # the model now wants to stop at once
     try:
-        unforced, _ = drain(describer.stream(image, PROMPT, max_new_tokens=8))
-        forced, failure = drain(describer.stream(image, PROMPT, max_new_tokens=8, min_new_tokens=5))
+        unforced, _ = drain(describer, image, PROMPT, max_new_tokens=8)
+        forced, failure = drain(describer, image, PROMPT, max_new_tokens=8, min_new_tokens=5)
     finally:
         undo()
 
@@ -166,17 +168,17 @@ def test_min_new_tokens_forces_that_many_tokens(describer, image, monkeypatch):
 
 
 def test_greedy_decoding_repeats_itself(describer, image):
-    first, _ = drain(describer.stream(image, PROMPT, max_new_tokens=8))
-    second, _ = drain(describer.stream(image, PROMPT, max_new_tokens=8))
+    first, _ = drain(describer, image, PROMPT, max_new_tokens=8)
+    second, _ = drain(describer, image, PROMPT, max_new_tokens=8)
 
     assert "".join(first) == "".join(second) != ""
 
 
 def test_argument_errors_are_raised_at_the_call(describer, image):
     with pytest.raises(ValueError, match="max_new_tokens"):
-        describer.stream(image, PROMPT, max_new_tokens=0)
+        describer.describe(image, PROMPT, max_new_tokens=0)
     with pytest.raises(ValueError, match="min_new_tokens"):
-        describer.stream(image, PROMPT, max_new_tokens=4, min_new_tokens=5)
+        describer.describe(image, PROMPT, max_new_tokens=4, min_new_tokens=5)
 
 
 def test_missing_directory_is_a_quick_load_error(vlm_settings, tmp_path, image):
@@ -185,7 +187,7 @@ def test_missing_directory_is_a_quick_load_error(vlm_settings, tmp_path, image):
     started = time.monotonic()
 
     with pytest.raises(ModelLoadError, match="TINYRAG_VLM_MODEL") as caught:
-        describer.stream(image, PROMPT, max_new_tokens=4)
+        describer.describe(image, PROMPT, max_new_tokens=4)
 
     assert time.monotonic() - started < 5
     assert "does not exist" in str(caught.value)
@@ -219,7 +221,7 @@ def test_exception_in_generate_surfaces_as_generation_error(describer, image, mo
 
     monkeypatch.setattr(describer._model, "generate", out_of_memory)
 
-    pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=8), seconds=10)
+    pieces, failure = drain(describer, image, PROMPT, max_new_tokens=8, seconds=10)
 
     assert pieces == []
     assert isinstance(failure, GenerationError)
@@ -240,7 +242,7 @@ def test_failure_midway_keeps_the_text_so_far_then_raises(describer, image):
 
     handle = describer._model.lm_head.register_forward_hook(fail_on_fourth_step)
     try:
-        pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=8))
+        pieces, failure = drain(describer, image, PROMPT, max_new_tokens=8)
     finally:
         handle.remove()
 
@@ -251,36 +253,64 @@ def test_failure_midway_keeps_the_text_so_far_then_raises(describer, image):
 
 def test_stalled_generation_times_out(describer, image, monkeypatch):
     describer.timeout = 1
+    steps = []
 
     def slow_generate(*args, stopping_criteria, **kwargs):
         ids = kwargs["input_ids"]
-        while not stopping_criteria[0](ids, None).all():  # a step that never ends, until cancel
-            time.sleep(0.05)
-        return ids
+        while True:  # steps of 0.2 s, then one of 1.5 s: longer than the timeout
+            time.sleep(1.5 if len(steps) == 3 else 0.2)
+            steps.append(1)
+            if stopping_criteria(ids, None).all():
+                return ids
 
     monkeypatch.setattr(describer._model, "generate", slow_generate)
     started = time.monotonic()
 
-    pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=8), seconds=10)
+    pieces, failure = drain(describer, image, PROMPT, max_new_tokens=8, seconds=10)
 
     assert pieces == []
     assert isinstance(failure, GenerationError)
     assert "TINYRAG_VLM_TIMEOUT" in str(failure)
+    assert len(steps) == 4  # stopped right after the slow step
     assert time.monotonic() - started < 5
 
 
-def test_closing_the_stream_early_stops_generation(describer, image):
-    stream = describer.stream(image, PROMPT, max_new_tokens=64, min_new_tokens=64)
-    first = next(stream)
-    stream.close()
+def test_a_callback_that_raises_stops_generation_and_its_error_comes_through(
+    describer, image, monkeypatch
+):
+    produced: list[list[int]] = []
+    spy_generate(monkeypatch, describer._model, produced)
 
-    assert first
-    alive = [t for t in threading.enumerate() if t.name == "tinyrag-vlm-generate"]
-    assert alive == []
+    class Enough(Exception):
+        pass
+
+    def stop_at_once(piece: str) -> None:
+        raise Enough(piece)
+
+    with pytest.raises(Enough) as caught:  # not wrapped in a GenerationError
+        describer.describe(
+            image, PROMPT, max_new_tokens=64, min_new_tokens=64, on_piece=stop_at_once
+        )
+
+    assert str(caught.value)  # the first piece
+    assert produced == []  # generate() ended by the exception, long before 64 tokens
     # The instance is free again.
-    pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=4))
+    pieces, failure = drain(describer, image, PROMPT, max_new_tokens=4)
     assert failure is None
     assert pieces
+
+
+def test_generation_runs_in_the_calling_thread(describer, image, monkeypatch):
+    original, threads = describer._model.generate, []
+
+    def recording_generate(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(describer._model, "generate", recording_generate)
+    describer.describe(image, PROMPT, max_new_tokens=2)
+
+    assert threads == [threading.current_thread()]
 
 
 def test_one_generation_at_a_time(describer, image, monkeypatch):
@@ -303,7 +333,7 @@ def test_one_generation_at_a_time(describer, image, monkeypatch):
     results: list[tuple[list[str], BaseException | None]] = []
     threads = [
         threading.Thread(
-            target=lambda: results.append(drain(describer.stream(image, PROMPT, max_new_tokens=4)))
+            target=lambda: results.append(drain(describer, image, PROMPT, max_new_tokens=4))
         )
         for _ in range(3)
     ]
@@ -370,7 +400,7 @@ def remote(openai_vlm_settings) -> OpenAIDescriber:
 
 
 def test_openai_streams_the_server_chunks(remote, fake_vlm_server, image):
-    pieces, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    pieces, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert failure is None
     assert "".join(pieces) == "".join(fake_vlm_server.chunks)
@@ -379,7 +409,7 @@ def test_openai_streams_the_server_chunks(remote, fake_vlm_server, image):
 
 
 def test_openai_request_carries_image_prompt_and_stream_flag(remote, fake_vlm_server, image):
-    drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    drain(remote, image, PROMPT, max_new_tokens=8)
 
     (request,) = fake_vlm_server.requests
     body = request.body
@@ -401,7 +431,7 @@ def test_openai_request_carries_image_prompt_and_stream_flag(remote, fake_vlm_se
 
 
 def test_openai_sends_min_tokens_when_asked(remote, fake_vlm_server, image):
-    drain(remote.stream(image, PROMPT, max_new_tokens=8, min_new_tokens=3))
+    drain(remote, image, PROMPT, max_new_tokens=8, min_new_tokens=3)
 
     assert fake_vlm_server.requests[0].body["min_tokens"] == 3
 
@@ -409,7 +439,7 @@ def test_openai_sends_min_tokens_when_asked(remote, fake_vlm_server, image):
 def test_openai_sends_the_bearer_key(openai_vlm_settings, fake_vlm_server, image):
     openai_vlm_settings.TINYRAG_VLM_API_KEY = "sk-test-123"
 
-    drain(get_describer().stream(image, PROMPT, max_new_tokens=8))
+    drain(get_describer(), image, PROMPT, max_new_tokens=8)
 
     assert fake_vlm_server.requests[0].headers["Authorization"] == "Bearer sk-test-123"
 
@@ -420,7 +450,7 @@ def test_openai_unreachable_server(openai_vlm_settings, image):
         port = probe.getsockname()[1]
     openai_vlm_settings.TINYRAG_VLM_URL = f"http://127.0.0.1:{port}/v1"
 
-    pieces, failure = drain(get_describer().stream(image, PROMPT, max_new_tokens=8), seconds=10)
+    pieces, failure = drain(get_describer(), image, PROMPT, max_new_tokens=8, seconds=10)
 
     assert pieces == []
     assert isinstance(failure, GenerationError)
@@ -432,7 +462,7 @@ def test_openai_unreachable_server(openai_vlm_settings, image):
 def test_openai_http_500_reports_the_server_message(remote, fake_vlm_server, image):
     fake_vlm_server.set_error(500, "CUDA out of memory while allocating KV cache")
 
-    _, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    _, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert isinstance(failure, GenerationError)
     assert "HTTP 500" in str(failure)
@@ -442,7 +472,7 @@ def test_openai_http_500_reports_the_server_message(remote, fake_vlm_server, ima
 def test_openai_http_401_points_at_the_api_key(remote, fake_vlm_server, image):
     fake_vlm_server.set_error(401, "invalid api key")
 
-    _, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    _, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert "HTTP 401" in str(failure)
     assert "TINYRAG_VLM_API_KEY" in str(failure)
@@ -451,7 +481,7 @@ def test_openai_http_401_points_at_the_api_key(remote, fake_vlm_server, image):
 def test_openai_long_error_messages_are_truncated(remote, fake_vlm_server, image):
     fake_vlm_server.set_error(500, "x" * 5000)
 
-    _, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    _, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert isinstance(failure, GenerationError)
     assert len(str(failure)) < 500
@@ -460,7 +490,7 @@ def test_openai_long_error_messages_are_truncated(remote, fake_vlm_server, image
 def test_openai_malformed_stream(remote, fake_vlm_server, image):
     fake_vlm_server.mode = "malformed"
 
-    pieces, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    pieces, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert pieces == [fake_vlm_server.chunks[0]]
     assert isinstance(failure, GenerationError)
@@ -472,7 +502,7 @@ def test_openai_chunk_without_choices_is_malformed(remote, fake_vlm_server, imag
     fake_vlm_server.mode = "malformed"
     fake_vlm_server.malformed_line = 'data: {"id": "x", "object": "chat.completion.chunk"}'
 
-    _, failure = drain(remote.stream(image, PROMPT, max_new_tokens=8))
+    _, failure = drain(remote, image, PROMPT, max_new_tokens=8)
 
     assert isinstance(failure, GenerationError)
     assert "choices" in str(failure)
@@ -483,7 +513,7 @@ def test_openai_stalled_stream_times_out(openai_vlm_settings, fake_vlm_server, i
     fake_vlm_server.mode = "stall"
     started = time.monotonic()
 
-    pieces, failure = drain(get_describer().stream(image, PROMPT, max_new_tokens=8), seconds=10)
+    pieces, failure = drain(get_describer(), image, PROMPT, max_new_tokens=8, seconds=10)
 
     assert pieces == [fake_vlm_server.chunks[0]]
     assert isinstance(failure, GenerationError)
@@ -508,7 +538,7 @@ def test_openai_served_model_defaults_to_the_model_setting(openai_vlm_settings):
 def test_image_modes_are_sent_as_rgb(remote, fake_vlm_server):
     transparent = Image.new("RGBA", (30, 30), (0, 0, 0, 0))
 
-    drain(remote.stream(transparent, PROMPT, max_new_tokens=8))
+    drain(remote, transparent, PROMPT, max_new_tokens=8)
 
     url = fake_vlm_server.requests[0].body["messages"][0]["content"][0]["image_url"]["url"]
     sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
@@ -602,7 +632,7 @@ def test_int8_decode_needs_bf16(vlm_settings):
 def test_int8_decode_step_matches_the_dense_step(vlm_settings, image):
     vlm_settings.TINYRAG_VLM_INT8_DECODE = True
     describer = get_describer()
-    pieces, failure = drain(describer.stream(image, PROMPT, max_new_tokens=8))
+    pieces, failure = drain(describer, image, PROMPT, max_new_tokens=8)
     model = describer._model
     layers = [m for m in model.modules() if isinstance(m, Int8DecodeLinear)]
     inputs = describer._inputs(image, PROMPT)
