@@ -11,9 +11,10 @@ go round-robin over the variants, so that the machine's drift hits all of them a
 
   fp16-original  float16 weights, the processor's default pixel bounds (a 64x64 image is
                  4 visual tokens), plain `generate` (the original system's settings);
-  bf16           TransformersDescriber.describe as the product runs it (bf16 on CPUs with native
-                 bf16, fp32 elsewhere), same pixel bounds as the original;
-  int8           bf16 prefill + int8 weight-only decoding (TransformersDescriber(int8_decode=True));
+  bf16           TransformersDescriber.describe with TINYRAG_VLM_INT8_DECODE=0 (bf16 on CPUs
+                 with native bf16, fp32 elsewhere), same pixel bounds as the original;
+  int8           the product's default: bf16 prefill + int8 weight-only decoding
+                 (TransformersDescriber(int8_decode=True)), same pixel bounds;
   int8-lean      the same without keeping the bf16 text weights (prefill dequantizes);
   fbgemm-int8    bf16 prefill + torch.ao's dynamic int8 Linear (fbgemm) for decoding;
   ...@224        the same at TinyRAG's default TINYRAG_VLM_MIN_PIXELS=224*224 (64 visual tokens).

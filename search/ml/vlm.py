@@ -109,7 +109,7 @@ def get_describer() -> Describer | None:
         target = current_target()
         model_id = settings.TINYRAG_VLM_MODEL
         cache_dir = settings.TINYRAG_MODEL_DIR or None
-        # Opt-in (benchmarks/generate_speed.py): faster decoding on CPUs, +1 byte/parameter.
+        # On by default (benchmarks/generate_speed.py): faster decoding on CPUs, +1 byte/param.
         int8_decode = settings.TINYRAG_VLM_INT8_DECODE
         key = (
             TransformersDescriber.__name__, model_id, target.device, target.precision,

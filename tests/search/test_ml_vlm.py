@@ -609,8 +609,12 @@ def test_int8_decode_converts_the_text_model_only(vlm_settings):
     assert not any(isinstance(m, Int8DecodeLinear) for m in model.model.visual.modules())
 
 
-def test_int8_decode_is_opt_in(vlm_settings):
-    assert not get_describer().int8_decode
+def test_int8_decode_is_the_default_where_the_cpu_runs_bf16(vlm_settings):
+    from django.conf import settings as live
+
+    assert live.TINYRAG_VLM_INT8_DECODE is True  # the project default, not set by the fixture
+    bf16 = compute_target("cpu").dtype == torch.bfloat16
+    assert get_describer().int8_decode is bf16
 
 
 def test_int8_decode_off_keeps_plain_linears(vlm_settings):
