@@ -601,7 +601,7 @@ class Evaluation:
                         prompt,
                         max_new_tokens=settings.TINYRAG_VLM_MAX_NEW_TOKENS,
                         min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
-                    )
+                    ).text
                 except GenerationError as exc:  # one failed generation is counted, not fatal
                     record["descriptions"][mode] = {"text": "", "named": None, "error": str(exc)}
                     continue

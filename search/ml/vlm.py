@@ -36,6 +36,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -73,6 +74,14 @@ class VLMConfigurationError(ModelError, ImproperlyConfigured):
     """TINYRAG_VLM_BACKEND (or another VLM setting) has a value TinyRAG cannot use."""
 
 
+@dataclass(frozen=True)
+class Described:
+    """A finished description: its text and how many tokens the model generated for it."""
+
+    text: str
+    tokens: int
+
+
 @runtime_checkable
 class Describer(Protocol):
     """Writes text about one image, handing each piece over as it is generated."""
@@ -92,7 +101,7 @@ class Describer(Protocol):
         max_new_tokens: int,
         min_new_tokens: int = 0,
         on_piece: Callable[[str], object] | None = None,
-    ) -> str: ...
+    ) -> Described: ...
 
 
 def get_describer() -> Describer | None:
@@ -325,7 +334,7 @@ class TransformersDescriber:
         max_new_tokens: int,
         min_new_tokens: int = 0,
         on_piece: Callable[[str], object] | None = None,
-    ) -> str:
+    ) -> Described:
         """The description (greedy, so deterministic); `on_piece` gets each word as it comes.
 
         Generation runs in the calling thread: in another one, PyTorch's OpenMP pool would be
@@ -363,7 +372,7 @@ class TransformersDescriber:
                     f"{self._model_id} produced no text for {self.timeout:g} s "
                     f"({TIMEOUT_SETTING}); generation was stopped."
                 )
-            return streamer.text
+            return Described(streamer.text, streamer.tokens)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -464,7 +473,13 @@ class _PieceStreamer(TextStreamer):
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
         self.on_piece = on_piece
         self.pieces: list[str] = []
+        self.tokens = 0  # generated, special ones included
         self.consumer_error: BaseException | None = None
+
+    def put(self, value: torch.Tensor) -> None:
+        if not (self.skip_prompt and self.next_tokens_are_prompt):
+            self.tokens += value.numel()  # one sequence: one token per step
+        super().put(value)
 
     @property
     def text(self) -> str:
@@ -558,15 +573,17 @@ class OpenAIDescriber:
         max_new_tokens: int,
         min_new_tokens: int = 0,
         on_piece: Callable[[str], object] | None = None,
-    ) -> str:
+    ) -> Described:
         """The description as the server streams it, each piece handed to `on_piece` as it
-        arrives; GenerationError on any failure (after the pieces already handed over)."""
+        arrives; GenerationError on any failure (after the pieces already handed over).
+        Tokens are counted as the chunks that carried text (vLLM and SGLang send one per
+        token)."""
         pieces = []
         for piece in self._stream(image, prompt, max_new_tokens, min_new_tokens):
             pieces.append(piece)
             if on_piece is not None:
                 on_piece(piece)
-        return "".join(pieces)
+        return Described("".join(pieces), len(pieces))
 
     def _stream(
         self, image: Image.Image, prompt: str, max_new_tokens: int, min_new_tokens: int

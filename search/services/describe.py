@@ -25,7 +25,7 @@ from search.services.retrieval import Hit, embed_image, nearest_images
 from search.services.search import SearchInputError
 
 PROMPT_VERSION = "rag-v1"
-FLUSH_EVERY_TOKENS = 8  # write the growing text to the row every few tokens...
+FLUSH_EVERY_PIECES = 8  # write the growing text to the row every few pieces (words)...
 FLUSH_EVERY_SECONDS = 0.5  # ...or this often, whichever comes first
 MAX_ATTEMPTS = 2  # a stalled description is retried once, then marked failed
 
@@ -247,21 +247,20 @@ def run_description(description_id: int) -> Description:
         if describer is None:
             raise DescriptionsDisabled("Descriptions were disabled before this one could run.")
         image = open_subject(description.query, description.image)
-        describer.describe(
+        described = describer.describe(
             image,
             description.prompt,
             max_new_tokens=settings.TINYRAG_VLM_MAX_NEW_TOKENS,
             min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
             on_piece=progress.add,
         )
-        if not progress.pieces:
+        if not described.text:
             raise ValueError("The model produced no text.")
     except (ModelError, DescriptionsDisabled, OSError, RuntimeError, ValueError) as exc:
         rows.update(
             status=Description.Status.FAILED,
             error=_readable(exc),
             text=progress.text,
-            tokens=len(progress.pieces),
             finished_at=timezone.now(),
             updated_at=timezone.now(),
         )
@@ -269,9 +268,9 @@ def run_description(description_id: int) -> Description:
 
     rows.update(
         status=Description.Status.DONE,
-        text=progress.text,
-        tokens=len(progress.pieces),
-        **progress.timings(),
+        text=described.text,
+        tokens=described.tokens,
+        **progress.timings(described.tokens),
         finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
@@ -299,20 +298,21 @@ class _RowProgress:
             self.first_piece_at = now
         self.pieces.append(piece)
         if (
-            len(self.pieces) - self._flushed >= FLUSH_EVERY_TOKENS
+            len(self.pieces) - self._flushed >= FLUSH_EVERY_PIECES
             or now - self._flushed_at >= FLUSH_EVERY_SECONDS
         ):
-            self.rows.update(text=self.text, tokens=len(self.pieces), updated_at=timezone.now())
+            self.rows.update(text=self.text, updated_at=timezone.now())
             self._flushed, self._flushed_at = len(self.pieces), now
 
-    def timings(self) -> dict:
+    def timings(self, tokens: int) -> dict:
+        """Time to the first piece, and the decoding rate of the tokens after it."""
         finished = time.perf_counter()
         first = self.first_piece_at or finished
         decode_seconds = finished - first
         return {
             "time_to_first_token_ms": round((first - self.started) * 1000, 1),
-            "tokens_per_second": round((len(self.pieces) - 1) / decode_seconds, 2)
-            if len(self.pieces) > 1 and decode_seconds > 0
+            "tokens_per_second": round((tokens - 1) / decode_seconds, 2)
+            if tokens > 1 and decode_seconds > 0
             else None,
         }
 

@@ -173,6 +173,7 @@ def test_openai_backend_through_the_worker(
     description.refresh_from_db()
     assert description.status == "done", description.error
     assert description.text == "A small red fish in water."
+    assert description.tokens == len(fake_vlm_server.chunks)  # one streamed chunk per token
     sent = fake_vlm_server.requests[-1].body
     parts = sent["messages"][-1]["content"]
     assert {"type": "text", "text": description.prompt} in parts

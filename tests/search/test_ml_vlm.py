@@ -59,11 +59,11 @@ def drain(
 
     def consume() -> None:
         try:
-            text = describer.describe(image, prompt, on_piece=pieces.append, **lengths)
+            described = describer.describe(image, prompt, on_piece=pieces.append, **lengths)
         except BaseException as exc:
             failure.append(exc)
         else:
-            assert text == "".join(pieces)
+            assert described.text == "".join(pieces)
 
     worker = threading.Thread(target=consume, daemon=True)
     worker.start()
@@ -146,6 +146,16 @@ def test_describe_hands_over_text_within_max_new_tokens(describer, image, monkey
     assert 1 <= len(produced[0]) <= 6
     # Byte-level vocabulary: every token decodes to at most one character.
     assert len("".join(pieces)) <= 6
+
+
+def test_describe_counts_the_generated_tokens(describer, image, monkeypatch):
+    produced: list[list[int]] = []
+    spy_generate(monkeypatch, describer._model, produced)
+
+    described = describer.describe(image, PROMPT, max_new_tokens=7, min_new_tokens=5)
+
+    assert described.tokens == len(produced[0])  # counted independently, from generate's ids
+    assert 5 <= described.tokens <= 7
 
 
 def test_min_new_tokens_forces_that_many_tokens(describer, image, monkeypatch):
