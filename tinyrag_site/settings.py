@@ -318,7 +318,7 @@ TINYRAG_VLM_TIMEOUT = env_int("TINYRAG_VLM_TIMEOUT", 120)  # seconds without a t
 TINYRAG_VLM_MAX_NEW_TOKENS = env_int("TINYRAG_VLM_MAX_NEW_TOKENS", 128)
 TINYRAG_VLM_MIN_NEW_TOKENS = env_int("TINYRAG_VLM_MIN_NEW_TOKENS", 0)
 # int8 weights (weight-only, per channel) for the decode steps on CPUs running bf16: a token
-# reads half the bytes. Measured 2.06x the fp16 original's whole request, against 1.36x for
+# reads half the bytes. Measured 1.98x the fp16 original's whole request, against 1.26x for
 # plain bf16, for +1.5 GiB (benchmarks/generate_speed.py). Off: 0. No effect on GPUs/fp32.
 TINYRAG_VLM_INT8_DECODE = env_bool("TINYRAG_VLM_INT8_DECODE", True)
 # A 64x64 image is only 4 visual tokens to Qwen2-VL (28-pixel patches after merging);
