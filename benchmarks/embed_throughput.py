@@ -10,7 +10,7 @@ grayscale, like a few TinyImageNet images), then measures images/s of
             DataLoader worker processes decode + preprocess, the main process runs the model
             with bf16 weights where the CPU/GPU computes bf16 natively, under inference_mode
             (search.ml.clip's image_preprocessor + embed_pixel_batch), with torch.compile
-            (build_index compiles when 10,000 or more images remain; the one-off compilation
+            (build_index compiles when 20,000 or more images remain; the one-off compilation
             is reported apart, not in images/s);
   ours-eager  the same without torch.compile.
 

@@ -28,7 +28,7 @@ from search.models import Dataset, Image
 
 SHARD_TARGET = 2048  # images per shard: ~30 s of CPU work, so a crash loses little
 # torch.compile costs 12-35 s once and then embeds ~1.2-1.4x faster: worth it from here on.
-COMPILE_MIN_IMAGES = 10_000
+COMPILE_MIN_IMAGES = 20_000
 
 
 class BuildError(Exception):

@@ -218,3 +218,27 @@ def test_home_page_describes_the_published_index(imported, clip_settings, auth_c
     build()
     html = auth_client.get("/collections/").content.decode()
     assert "Index <strong>tiny</strong>: 20 images of tiny-imagenet-200 (train)" in html
+
+
+@pytest.mark.parametrize(
+    ("flag", "threshold", "compiled"),
+    [
+        ((), 20, True),  # 20 train images: as many as the threshold
+        ((), 21, False),
+        (("--no-compile",), 1, False),
+        (("--compile",), 10**9, True),
+    ],
+)
+def test_compiles_the_image_tower_for_large_builds_unless_told(
+    imported, clip_settings, monkeypatch, flag, threshold, compiled
+):
+    from search.ml.registry import get_clip_embedder
+
+    monkeypatch.setattr(indexing, "COMPILE_MIN_IMAGES", threshold)
+    calls = []  # torch.compile itself takes too long for a test: record the request
+    monkeypatch.setattr(
+        type(get_clip_embedder()), "compile_image_batches", lambda self: calls.append(self)
+    )
+    build(*flag)
+    assert bool(calls) is compiled
+    assert published(clip_settings)[0].count == 20
