@@ -10,11 +10,13 @@ configuration -- on a free 127.0.0.1 port until the block ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +121,28 @@ def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
     staged = fi.builds_dir(workdir / "vector_db") / "bench-1"
     fi.write_index_folder(staged, index, vectors, ids, manifest)
     fi.publish(staged, workdir / "vector_db", "bench")
+
+
+def text_search(base: str, token: str, text: str, *, top_k: int = 10, timeout: float = 60):
+    """One `POST /api/v1/search/text` with an API token: (HTTP status, the API error code or
+    ""); status 0 and the error when no HTTP answer came (refused, reset, timed out)."""
+    request = urllib.request.Request(
+        base + "/api/v1/search/text",
+        data=json.dumps({"text": text, "top_k": top_k}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        try:
+            code = json.loads(exc.read())["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = "(not the API error format)"
+        return exc.code, code
+    except OSError as exc:
+        return 0, str(exc)
 
 
 def free_port() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -26,8 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +40,7 @@ from benchmarks._server import (  # noqa: E402
     gunicorn,
     publish_world,
     setup_django,
+    text_search,
 )
 
 
@@ -101,22 +99,8 @@ def throwaway_postgres() -> Iterator[tuple[Postgres, str]]:
 def search(base: str, token: str) -> str:
     """One API text search; what came back, as 'HTTP 201', 'HTTP 503 unavailable', or the
     connection error."""
-    request = urllib.request.Request(
-        base + "/api/v1/search/text",
-        data=json.dumps({"text": "a photo of a lemon", "top_k": 5}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        try:
-            code = json.loads(exc.read())["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            code = "(not the API error format)"
-        return f"HTTP {exc.code} {code}"
-    except OSError as exc:
-        return f"connection error: {exc}"
+    status, detail = text_search(base, token, "lemon", top_k=5, timeout=30)
+    return f"HTTP {status} {detail}".strip() if status else f"connection error: {detail}"
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +34,7 @@ from benchmarks._server import (  # noqa: E402
     gunicorn,
     publish_world,
     setup_django,
+    text_search,
 )
 
 
@@ -42,13 +42,7 @@ def warm_up(base: str, token: str, requests: int) -> None:
     """Concurrent searches, not counted, so that every gunicorn worker has served some."""
 
     def post(number: int) -> int:
-        request = urllib.request.Request(
-            base + "/api/v1/search/text",
-            data=json.dumps({"text": f"warm up {number}"}).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status
+        return text_search(base, token, f"warm up {number}", timeout=120)[0]
 
     with ThreadPoolExecutor(requests // 2) as pool:
         statuses = list(pool.map(post, range(requests)))

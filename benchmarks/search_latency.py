@@ -24,12 +24,10 @@ median; (c) no errors.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from benchmarks._server import (  # noqa: E402
     gunicorn,
     publish_world,
     setup_django,
+    text_search,
 )
 
 WORDS = [
@@ -144,26 +143,11 @@ def bench_api(env: dict, requests: int, clients: int) -> None:
     token = Token.objects.create(user=user).key
 
     with gunicorn(env, workers=1, threads=clients) as base:
-        url = base + "/api/v1/search/text"
 
         def post(text: str) -> tuple[float, int]:
-            body = json.dumps({"text": text, "top_k": 10}).encode()
-            req = urllib.request.Request(
-                url,
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-            )
-            t = time.perf_counter()
-            try:
-                with urllib.request.urlopen(req, timeout=60) as response:
-                    response.read()
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except OSError:
-                status = 0
-            return time.perf_counter() - t, status
+            started = time.perf_counter()
+            status, _ = text_search(base, token, text)
+            return time.perf_counter() - started, status
 
         post("warm up")  # loads CLIP and the index in the worker
         started = time.perf_counter()
