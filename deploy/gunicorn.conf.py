@@ -22,4 +22,4 @@ def post_worker_init(worker):
     if os.environ.get("TINYRAG_WARM_UP", "1") != "0":
         from search.services.health import warm_up
 
-        warm_up()
+        warm_up(between=worker.notify)  # heartbeat: loading may take longer than `timeout`

@@ -238,7 +238,7 @@ def execute_run(run_id: int, *, console: bool = False) -> EvaluationRun:
             return run  # done meanwhile, or another worker has it
         run.status = EvaluationRun.Status.RUNNING
         run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.save(update_fields=["status", "started_at", "updated_at"])
 
     config = EvaluationConfig.from_json(run.configuration)
     evaluation = Evaluation(

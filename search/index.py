@@ -224,11 +224,13 @@ class FlatView:
 
     FAISS scans a flat index for one query on one thread (~19 ms at 100k x 512 on a 2-core
     Xeon); the same exact inner products as one GEMV on torch's thread pool take about half.
-    Valid while the index it views is alive and unchanged -- a `LoadedIndex` is never mutated.
+    It holds the index it views, so the storage lives as long as the view; an index must not
+    be changed while viewed (a `LoadedIndex` never is).
     """
 
     vectors: torch.Tensor
     ids: np.ndarray
+    owner: faiss.Index = field(repr=False)
 
     @classmethod
     def of(cls, index: faiss.Index) -> FlatView | None:
@@ -239,7 +241,7 @@ class FlatView:
             return None
         storage = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d)
         vectors = torch.from_numpy(storage.reshape(inner.ntotal, inner.d))
-        return cls(vectors, faiss.vector_to_array(index.id_map))
+        return cls(vectors, faiss.vector_to_array(index.id_map), index)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():

@@ -27,9 +27,16 @@ DATABASE_UNAVAILABLE = "The database is unavailable; try again in a few seconds.
 
 
 def database_unavailable(exc: BaseException | None) -> bool:
-    # OperationalError: connection refused/terminated; InterfaceError: connection already
-    # closed. Both are DatabaseErrors; a plain DatabaseError (bad SQL) stays a 500.
-    return isinstance(exc, (OperationalError, InterfaceError))
+    """A connection-level error while the database does not answer a `SELECT 1` now.
+
+    OperationalError covers a refused or terminated connection, but also SQLite's "no such
+    table" (a missing migration): that one, with the database answering, stays a 500.
+    """
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    from search.services.health import check_database
+
+    return not check_database().ok
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

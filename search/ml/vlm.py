@@ -367,7 +367,7 @@ class TransformersDescriber:
                 if exc is streamer.consumer_error:
                     raise
                 raise self._generation_error(exc) from exc
-            if watchdog.expired:
+            if watchdog.expired and not self._complete(streamer, max_new_tokens):
                 raise GenerationError(
                     f"{self._model_id} produced no text for {self.timeout:g} s "
                     f"({TIMEOUT_SETTING}); generation was stopped."
@@ -400,6 +400,13 @@ class TransformersDescriber:
         if "pixel_values" in batch:  # the vision tower runs in the weights' dtype
             batch["pixel_values"] = batch["pixel_values"].to(self._model.dtype)
         return dict(batch)
+
+    def _complete(self, streamer: _PieceStreamer, max_new_tokens: int) -> bool:
+        """Whether generation would have ended at this point anyway (length or end token)."""
+        assert self._model is not None
+        eos = self._model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
+        return streamer.tokens >= max_new_tokens or streamer.last_token in eos_ids
 
     def _generation_error(self, exc: BaseException) -> GenerationError:
         message = _first_line(exc)
@@ -474,11 +481,13 @@ class _PieceStreamer(TextStreamer):
         self.on_piece = on_piece
         self.pieces: list[str] = []
         self.tokens = 0  # generated, special ones included
+        self.last_token: int | None = None
         self.consumer_error: BaseException | None = None
 
     def put(self, value: torch.Tensor) -> None:
         if not (self.skip_prompt and self.next_tokens_are_prompt):
             self.tokens += value.numel()  # one sequence: one token per step
+            self.last_token = int(value.reshape(-1)[-1])
         super().put(value)
 
     @property

@@ -74,10 +74,11 @@ def readiness() -> list[Check]:
     return [check() for check in READINESS]
 
 
-def warm_up() -> None:
+def warm_up(between: Callable[[], object] = lambda: None) -> None:
     """Load the index and the embedders now (a web worker's first search would otherwise wait
-    seconds for them) and embed once, so lazy initialisation is done too. What is missing or
-    broken is logged and left for the pages to explain; the worker starts regardless."""
+    seconds for them) and embed once, so lazy initialisation is done too. Whatever fails is
+    logged and left for the pages to explain: the worker starts regardless. `between` runs
+    after each step (gunicorn's heartbeat, so a slow disk does not get the worker killed)."""
     from PIL import Image
 
     from search.index import SearchIndexError, get_index_service
@@ -94,3 +95,6 @@ def warm_up() -> None:
             step()
         except (SearchIndexError, ModelError) as exc:
             logger.warning("warm-up: %s not ready: %s", name, exc)
+        except Exception:  # noqa: BLE001 -- a bug or a broken machine; searches will say
+            logger.exception("warm-up: %s failed", name)
+        between()

@@ -197,6 +197,22 @@ def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, setting
     assert "Start it again" in auth_client.get(url).content.decode()
 
 
+def test_a_run_that_waited_long_in_the_queue_is_not_failed_when_it_starts(settings, monkeypatch):
+    from evaluation import services
+
+    run = services.create_run(config=services.EvaluationConfig(mode="image"))
+    long_ago = timezone.now() - timedelta(seconds=settings.TINYRAG_EVALUATION_STALL_SECONDS * 3)
+    EvaluationRun.objects.filter(pk=run.pk).update(updated_at=long_ago)  # a busy worker
+    seen = []
+
+    def measure(evaluation):  # a poll arrives before the first progress is written
+        seen.append(services.with_stall_check(EvaluationRun.objects.get(pk=run.pk)).status)
+
+    monkeypatch.setattr(services.Evaluation, "measure", measure)
+    services.execute_run(run.pk)
+    assert seen == ["running"]
+
+
 def test_failed_run_shows_its_error(auth_client):
     run = make_run(status="failed", error="no index named 'nowhere'", metrics={}, per_class={})
 

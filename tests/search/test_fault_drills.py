@@ -154,7 +154,7 @@ def test_worker_killed_mid_description_is_recovered_by_a_new_worker(site, fake_v
         TINYRAG_VLM_BACKEND="openai",
         TINYRAG_VLM_URL=fake_vlm_server.base_url,
         TINYRAG_VLM_SERVED_MODEL="qwen2-vl-test",
-        TINYRAG_DESCRIPTION_STALL_SECONDS="2",
+        TINYRAG_DESCRIPTION_STALL_SECONDS="60",
         TINYRAG_INDEX_NAME="drill",
     )
     site.run("build_index", "--name", "drill", *BUILD)
@@ -173,7 +173,13 @@ def test_worker_killed_mid_description_is_recovered_by_a_new_worker(site, fake_v
     assert (status, attempts) == ("running", 1)  # what a dead worker leaves behind
 
     assert site.run("shell", "-c", POLL.format(pk=pk)).split()[-1] == "running"  # not stalled yet
-    time.sleep(2.5)
+    # a minute without progress passes (the row's last sign of life is moved back instead)
+    with sqlite3.connect(site.database) as db:
+        db.execute(
+            "UPDATE search_description SET updated_at = datetime(updated_at, '-61 seconds') "
+            "WHERE id = ?",
+            (pk,),
+        )
     fake_vlm_server.mode = "stream"  # the server is healthy again
     assert site.run("shell", "-c", POLL.format(pk=pk)).split()[-1] == "queued"  # handed back
 

@@ -164,3 +164,19 @@ def test_model_mismatch_is_refused(tmp_path):
         service.check_model("clip-a", 32)
     with pytest.raises(fi.IndexMismatchError, match="query vectors have dim 8"):
         service.search(np.ones((1, 8), np.float32), k=1)
+
+
+def test_a_flat_view_keeps_the_index_it_reads_alive():
+    import gc
+    import weakref
+
+    vectors = clustered(50, 8)
+    index, _ = fi.build_faiss_index(vectors, np.arange(50, dtype=np.int64), IndexType.FLAT)
+    view, alive = fi.FlatView.of(index), weakref.ref(index)
+    del index
+    gc.collect()
+    assert alive() is not None  # the storage the view reads has not been freed
+    np.testing.assert_array_equal(view.vectors.numpy(), vectors)
+    del view
+    gc.collect()
+    assert alive() is None  # and nothing else kept it

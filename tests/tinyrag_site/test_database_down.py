@@ -86,3 +86,18 @@ def test_other_server_errors_stay_500(clients, monkeypatch):
     response = session.get("/history/")
     assert response.status_code == 500
     assert "Retry-After" not in response
+
+
+def test_a_schema_error_with_the_database_up_is_a_500_not_an_outage(clients, monkeypatch):
+    from django.db import OperationalError
+
+    from search import views
+
+    def missing_table(*args, **kwargs):
+        raise OperationalError("no such table: search_searchquery")  # a forgotten migrate
+
+    monkeypatch.setattr(views, "query_history", missing_table)
+    session, _ = clients
+    response = session.get("/history/")
+    assert response.status_code == 500
+    assert "Retry-After" not in response

@@ -93,3 +93,21 @@ def test_warm_up_without_an_index_logs_and_goes_on(clip_settings, tmp_path, capl
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(m.startswith("warm-up: index not ready") for m in warnings), warnings
     assert any(m.startswith("warm-up: text model not ready") for m in warnings), warnings
+
+
+def test_warm_up_survives_an_unexpected_error_and_beats_between_steps(
+    search_index, caplog, monkeypatch
+):
+    from search.ml import registry
+    from search.services.health import warm_up
+
+    def broken():
+        raise RuntimeError("a torch kernel crashed")
+
+    monkeypatch.setattr(registry, "get_text_embedder", broken)
+    beats = []
+    warm_up(between=lambda: beats.append(1))
+    assert len(beats) == 3  # after each of index, text model, image model
+    failed = [r for r in caplog.records if r.getMessage() == "warm-up: text model failed"]
+    assert failed
+    assert failed[0].exc_info is not None
