@@ -443,7 +443,7 @@ class DescriptionSerializer(serializers.Serializer):
         help_text="queued -> running -> done | failed; poll until done or failed.",
     )
     text = serializers.CharField(allow_blank=True, help_text="The text so far.")
-    tokens = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="Tokens generated; counted once done.")
     context_mode = serializers.ChoiceField(choices=Description.Context.choices)
     context = serializers.JSONField(
         help_text="k, the neighbours (image id, wnid, score) and the candidate classes."
@@ -451,8 +451,12 @@ class DescriptionSerializer(serializers.Serializer):
     backend = serializers.CharField()
     model = serializers.CharField()
     prompt_version = serializers.CharField()
-    time_to_first_token_ms = serializers.FloatField(allow_null=True)
-    tokens_per_second = serializers.FloatField(allow_null=True)
+    time_to_first_token_ms = serializers.FloatField(
+        allow_null=True, help_text="From the start of generation to its first word."
+    )
+    tokens_per_second = serializers.FloatField(
+        allow_null=True, help_text="Decoding rate after the first word."
+    )
     error = serializers.CharField(allow_blank=True)
     reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True)
     created_at = serializers.DateTimeField()
