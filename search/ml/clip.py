@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 from search.ml.device import Precision
-from search.ml.errors import ModelLoadError
+from search.ml.errors import first_line
+from search.ml.local import LocalModel
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -117,7 +118,7 @@ def collate_pixels(items: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(items))
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(LocalModel):
     """A sentence-transformers text encoder, e.g. clip-ViT-B-32-multilingual-v1.
 
     `setting` names the variable that chose `model_id`, so a load failure can say which
@@ -126,6 +127,8 @@ class SentenceTransformerEmbedder:
     """
 
     default_setting = "TINYRAG_TEXT_MODEL"
+    marker = "modules.json"  # sentence-transformers' own file; plain HF folders load too
+    bare_name_org = SENTENCE_TRANSFORMERS_ORG
 
     def __init__(
         self,
@@ -147,33 +150,10 @@ class SentenceTransformerEmbedder:
         self._dim: int | None = None
         self._lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        state = "loaded" if self.loaded else "not loaded"
-        return (
-            f"{type(self).__name__}({self._model_id!r}, device={self._device!r}, "
-            f"precision={self._precision.value}, {state})"
-        )
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def precision(self) -> Precision:
-        return self._precision
-
     @property
     def dtype(self) -> torch.dtype:
         """The weights' dtype; outputs are float32 regardless."""
         return self._precision.dtype
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
 
     @property
     def dim(self) -> int:
@@ -225,9 +205,6 @@ class SentenceTransformerEmbedder:
         if not model.supports("text"):
             raise self._error("it does not encode text")
 
-    def _error(self, reason: str) -> ModelLoadError:
-        return ModelLoadError(self._model_id, self.setting, reason)
-
     def _load_sentence_transformer(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
@@ -237,33 +214,7 @@ class SentenceTransformerEmbedder:
                 directory, device=self._device, model_kwargs={"dtype": self.dtype}
             ).eval()
         except Exception as exc:  # a broken or foreign directory fails in many ways
-            raise self._error(f"{type(exc).__name__}: {_first_line(exc)}") from exc
-
-    def _local_directory(self) -> str:
-        """The directory to load: the configured one, or the cached snapshot of a hub id.
-
-        Resolved here, on the filesystem only, rather than by sentence-transformers: even with
-        local_files_only its hub lookups make HTTP requests (huggingface_hub 2.x fetches an
-        "agent registry" for its User-Agent), and offline the hub client retries for minutes.
-        Downloads belong to `manage.py setup_models`.
-        """
-        from huggingface_hub import try_to_load_from_cache
-
-        raw = self._model_id.strip()
-        if not raw:
-            raise self._error("no model id is configured")
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            return str(path)
-        if path.exists():
-            raise self._error(f"{path} is a file, not a model directory")
-        if looks_like_path(raw):
-            raise self._error(f"the directory {path} does not exist")
-        cached = try_to_load_from_cache(hub_repo_id(raw), "modules.json", cache_dir=self._cache_dir)
-        if not isinstance(cached, str):  # None, or the hub's "known to be absent" marker
-            where = self._cache_dir or "the Hugging Face cache"
-            raise self._error(f"it is neither a local directory nor downloaded into {where}")
-        return str(Path(cached).parent)
+            raise self._error(f"{type(exc).__name__}: {first_line(exc)}") from exc
 
 
 class ClipEmbedder(SentenceTransformerEmbedder):
@@ -329,7 +280,7 @@ class ClipEmbedder(SentenceTransformerEmbedder):
             try:
                 vectors = compiled(pixels)
             except Exception as exc:  # inductor failures are many and version-specific
-                logger.warning("torch.compile failed (%s); embedding eagerly.", _first_line(exc))
+                logger.warning("torch.compile failed (%s); embedding eagerly.", first_line(exc))
                 self._compiled_forward = None
             else:
                 self._compiled_shape = tuple(pixels.shape)
@@ -366,22 +317,6 @@ def unit_float32(vectors: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
-def hub_repo_id(model_id: str) -> str:
-    """The hub repository of a model id; a bare name lives in the sentence-transformers
-    organisation, as sentence-transformers itself resolves it ("clip-ViT-B-32")."""
-    return model_id if "/" in model_id else f"{SENTENCE_TRANSFORMERS_ORG}/{model_id}"
-
-
-def looks_like_path(model_id: str) -> bool:
-    """A filesystem path rather than a hub id ("org/name" or a bare "name")."""
-    return (
-        model_id.startswith((".", "~", "/"))
-        or Path(model_id).is_absolute()
-        or model_id.count("/") > 1
-        or "\\" in model_id
-    )
-
-
 _threads_lock = threading.Lock()
 _threads_configured = False
 
@@ -415,8 +350,3 @@ def usable_cpu_count() -> int:
     except (OSError, ValueError):
         pass
     return count
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].rstrip(".")

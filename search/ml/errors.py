@@ -27,3 +27,9 @@ class ModelLoadError(ModelError):
             f"Hugging Face hub is reachable, or set {setting} to a local directory that holds "
             "the model."
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first line, no final period."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].rstrip(".")

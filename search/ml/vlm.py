@@ -47,7 +47,8 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from search.ml.device import Precision
-from search.ml.errors import ModelError, ModelLoadError
+from search.ml.errors import ModelError, ModelLoadError, first_line
+from search.ml.local import LocalModel
 from search.ml.registry import current_target, registry
 
 if TYPE_CHECKING:
@@ -205,11 +206,6 @@ def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].rstrip(".")
-
-
 def _truncate(text: str, limit: int = ERROR_BODY_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -218,7 +214,7 @@ def _truncate(text: str, limit: int = ERROR_BODY_CHARS) -> str:
 # -- transformers ------------------------------------------------------------------------------
 
 
-class TransformersDescriber:
+class TransformersDescriber(LocalModel):
     """Qwen2-VL (transformers) in this process: greedy decoding, text streamed per word.
 
     With `int8_decode` (CPU, bf16), decoding reads int8 copies of the text model's weights:
@@ -229,6 +225,7 @@ class TransformersDescriber:
     """
 
     backend = "transformers"
+    marker_required = True  # config.json: its model_type is checked before loading
 
     def __init__(
         self,
@@ -264,29 +261,8 @@ class TransformersDescriber:
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        state = "loaded" if self.loaded else "not loaded"
-        int8 = ", int8 decode" if self.int8_decode else ""
-        return (
-            f"{type(self).__name__}({self._model_id!r}, device={self._device!r}, "
-            f"precision={self._precision.value}{int8}, {state})"
-        )
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def precision(self) -> Precision:
-        return self._precision
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _repr_extra(self) -> str:
+        return ", int8 decode" if self.int8_decode else ""
 
     def load(self) -> None:
         """Load model and processor once; later calls return at once. Raises ModelLoadError."""
@@ -317,9 +293,9 @@ class TransformersDescriber:
                 if self.int8_decode:
                     quantize_decoder_int8(model)
             except torch.OutOfMemoryError as exc:
-                raise self._error(f"out of memory on {self._device} ({_first_line(exc)})") from exc
+                raise self._error(f"out of memory on {self._device} ({first_line(exc)})") from exc
             except Exception as exc:  # a broken or foreign directory fails in many ways
-                raise self._error(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                raise self._error(f"{type(exc).__name__}: {first_line(exc)}") from exc
             if getattr(processor, "tokenizer", None) is None or not processor.chat_template:
                 raise self._error("its processor has no tokenizer or no chat template")
             self._processor = processor
@@ -409,7 +385,7 @@ class TransformersDescriber:
         return streamer.tokens >= max_new_tokens or streamer.last_token in eos_ids
 
     def _generation_error(self, exc: BaseException) -> GenerationError:
-        message = _first_line(exc)
+        message = first_line(exc)
         out_of_memory = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in message
         if out_of_memory:
             if self._device.startswith("cuda"):
@@ -423,49 +399,14 @@ class TransformersDescriber:
             f"{self._model_id} failed while generating: {type(exc).__name__}: {message}"
         )
 
-    def _error(self, reason: str) -> ModelLoadError:
-        return ModelLoadError(self._model_id, self.setting, reason)
-
     def _check_model_type(self, directory: str) -> None:
         try:
             config = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise self._error(f"cannot read its config.json ({_first_line(exc)})") from exc
+            raise self._error(f"cannot read its config.json ({first_line(exc)})") from exc
         model_type = config.get("model_type") if isinstance(config, dict) else None
         if model_type not in QWEN2_VL_MODEL_TYPES:
             raise self._error(f"it is a {model_type!r} model, not Qwen2-VL")
-
-    def _local_directory(self) -> str:
-        """The directory to load: the configured one, or the cached snapshot of a hub id.
-
-        Resolved on the filesystem only: loading never touches the network (downloads belong
-        to `manage.py setup_models`), so an offline machine fails at once instead of waiting
-        on the hub client's retries.
-        """
-        from huggingface_hub import try_to_load_from_cache
-
-        from search.ml.clip import looks_like_path
-
-        raw = self._model_id.strip()
-        if not raw:
-            raise self._error("no model id is configured")
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise self._error(f"the directory {path} has no config.json")
-            return str(path)
-        if path.exists():
-            raise self._error(f"{path} is a file, not a model directory")
-        if looks_like_path(raw) or "/" not in raw:
-            raise self._error(f"the directory {path} does not exist")
-        try:
-            cached = try_to_load_from_cache(raw, "config.json", cache_dir=self._cache_dir)
-        except ValueError as exc:  # not a valid hub repository id
-            raise self._error(f"it is not a hub id or a directory ({_first_line(exc)})") from exc
-        if not isinstance(cached, str):  # None, or the hub's "known to be absent" marker
-            where = self._cache_dir or "the Hugging Face cache"
-            raise self._error(f"it is neither a local directory nor downloaded into {where}")
-        return str(Path(cached).parent)
 
 
 # -- OpenAI-compatible server ------------------------------------------------------------------
@@ -659,7 +600,7 @@ class OpenAIDescriber:
                 except (OSError, http.client.HTTPException) as exc:  # reset, broken chunking
                     raise GenerationError(
                         f"the connection to the VLM server at {self.endpoint} broke while "
-                        f"streaming ({_first_line(exc)})."
+                        f"streaming ({first_line(exc)})."
                     ) from exc
                 if not raw:
                     break
@@ -741,7 +682,7 @@ class OpenAIDescriber:
         elif isinstance(reason, ConnectionRefusedError):
             what = "connection refused: is the server running?"
         else:
-            what = _first_line(reason) if isinstance(reason, BaseException) else str(reason)
+            what = first_line(reason) if isinstance(reason, BaseException) else str(reason)
         return GenerationError(
             f"cannot reach the VLM server at {self.endpoint} ({what}). Check {URL_SETTING}."
         )

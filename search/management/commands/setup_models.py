@@ -27,6 +27,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image
 
+from search.ml.errors import first_line
+
 DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 # Formats TinyRAG never loads (it runs PyTorch weights); skipping them saves gigabytes.
 IGNORED_FILES = [
@@ -167,7 +169,8 @@ class Command(BaseCommand):
         )
 
     def _fetch(self, spec: ModelSpec, cache_dir: Path | None) -> Fetched:
-        from search.ml.clip import hub_repo_id, looks_like_path
+        from search.ml.clip import SENTENCE_TRANSFORMERS_ORG
+        from search.ml.local import hub_repo_id, looks_like_path
 
         raw = spec.model_id.strip()
         if not raw:
@@ -179,7 +182,8 @@ class Command(BaseCommand):
             raise SetupFailed(f"{path} is a file, not a model directory")
         if looks_like_path(raw):
             raise SetupFailed(f"the directory {path} does not exist")
-        return self._download(raw if spec.kind is ModelKind.VLM else hub_repo_id(raw), cache_dir)
+        org = None if spec.kind is ModelKind.VLM else SENTENCE_TRANSFORMERS_ORG
+        return self._download(hub_repo_id(raw, org) or raw, cache_dir)
 
     def _download(self, repo_id: str, cache_dir: Path | None) -> Fetched:
         from huggingface_hub import HfApi, constants, snapshot_download
@@ -211,9 +215,9 @@ class Command(BaseCommand):
                 "`hf auth login`)"
             ) from None
         except HfHubHTTPError as exc:
-            return cached(f"the Hugging Face hub answered {_first_line(exc)}")
+            return cached(f"the Hugging Face hub answered {first_line(exc)}")
         except Exception as exc:  # DNS, connection refused, timeout, proxy: all "unreachable"
-            return cached(f"the Hugging Face hub is unreachable ({_first_line(exc)})")
+            return cached(f"the Hugging Face hub is unreachable ({first_line(exc)})")
 
         files = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
         ignored = _ignored_files(list(files))
@@ -226,7 +230,7 @@ class Command(BaseCommand):
                 # which is how the app finds the snapshot later.
                 snapshot = snapshot_download(repo_id, cache_dir=cache_dir, ignore_patterns=ignored)
         except Exception as exc:  # a dropped connection or a full disk, mid-download
-            raise SetupFailed(f"download failed: {_first_line(exc)}") from exc
+            raise SetupFailed(f"download failed: {first_line(exc)}") from exc
         return Fetched(Path(snapshot), f"downloaded revision {Path(snapshot).name[:10]}")
 
     @contextlib.contextmanager
@@ -350,8 +354,3 @@ def _format_size(size: int) -> str:
             break
         value /= 1024
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].rstrip(".")
