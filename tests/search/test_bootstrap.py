@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.core.management import CommandError, call_command
 
 from search import index as fi
 from search.models import Image
+from tests.fixtures.http import unused_port
 
 pytestmark = pytest.mark.django_db
 
@@ -42,9 +41,7 @@ def test_bootstrap_runs_every_step_then_skips_what_is_done(fresh, tinyimagenet_z
 
 
 def test_bootstrap_without_network_stops_with_the_way_out(fresh):
-    with socket.socket() as s:  # a port nobody listens on: what "no network" looks like
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}/tiny-imagenet-200.zip"
+    url = f"http://127.0.0.1:{unused_port()}/tiny-imagenet-200.zip"  # what "no network" is
     with pytest.raises(
         CommandError, match="bootstrap stopped at download: could not reach.*pass --archive PATH"
     ):

@@ -10,6 +10,8 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.fixtures.http import unused_port
+
 ARCHIVE = "tiny-imagenet-200.zip"
 
 
@@ -91,11 +93,7 @@ def test_already_downloaded_archive_is_not_fetched_again(payload, file_server, t
 
 
 def test_unreachable_server_fails_fast_and_names_the_archive_option(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_port()
     started = time.monotonic()
     proc = subprocess.run(
         [

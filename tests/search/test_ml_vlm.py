@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from search.ml.vlm import (
     fit_pixels,
     get_describer,
 )
+from tests.fixtures.http import unused_port
 from tests.fixtures.vlm import qwen2vl_token_ids
 
 PROMPT = "Describe this image. Neighbours' labels: goldfish (3 votes), koi (2 votes)."
@@ -477,9 +477,7 @@ def test_openai_sends_the_bearer_key(openai_vlm_settings, fake_vlm_server, image
 
 
 def test_openai_unreachable_server(openai_vlm_settings, image):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     openai_vlm_settings.TINYRAG_VLM_URL = f"http://127.0.0.1:{port}/v1"
 
     pieces, failure = drain(get_describer(), image, PROMPT, max_new_tokens=8, seconds=10)

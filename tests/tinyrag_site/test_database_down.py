@@ -9,20 +9,15 @@ with a real PostgreSQL restart under load.
 from __future__ import annotations
 
 import contextlib
-import socket
 
 import pytest
 from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from tests.fixtures.http import unused_port
+
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
