@@ -12,6 +12,12 @@ timeout = int(os.environ.get("TINYRAG_WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 max_requests = 2000  # recycle workers now and then; jitter avoids all restarting at once
 max_requests_jitter = 200
+# Request heads (OWASP Denial of Service): the longest URL the site links to is far below 4 kB,
+# and a browser sends ~15 headers. gunicorn answers anything larger with a 400 before Django.
+# Bodies have no gunicorn limit: Django refuses them (search/upload_handlers.py).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190  # a header, cookies included
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from evaluation.models import EvaluationRun
+from search.ml.names import display_model_id
 
 CSV_HEADER = ["mode", "scope", "wnid", "name", "metric", "value"]
 
@@ -47,6 +48,21 @@ def run_as_dict(run: EvaluationRun) -> dict:
         "per_class": run.per_class,
         "details": run.details,
     }
+
+
+def run_download(run: EvaluationRun, *, user) -> dict:
+    """The JSON download of the run page: `run_as_dict`, with models named as the pages name
+    them (a local directory by its name, not its path), and who started it for staff only."""
+    data = run_as_dict(run)
+    data["model_ids"] = {
+        role: display_model_id(m) if isinstance(m, str) else m for role, m in run.model_ids.items()
+    }
+    if data["index_manifest"] and "model_id" in data["index_manifest"]:
+        manifest = data["index_manifest"]
+        data["index_manifest"] = {**manifest, "model_id": display_model_id(manifest["model_id"])}
+    if not user.is_staff:
+        del data["created_by"]
+    return data
 
 
 def _flatten(prefix: str, value, out: list[tuple[str, object]]) -> None:

@@ -52,6 +52,8 @@ DEFAULT_RAG_SAMPLE = 50  # each sample is one VLM generation per context: minute
 ZEROSHOT_KS = (1, 5)
 SEARCH_CHUNK = 1024  # query vectors per FAISS call: bounded memory for 10k queries x k ids
 FAILURES_PER_CLASS = 4  # failed queries kept per class, shown as thumbnails on the run page
+SEED_RANGE = (-(2**31), 2**31 - 1)  # EvaluationRun.seed: a 32-bit IntegerField
+SAMPLE_MAX = 2**31 - 1  # EvaluationRun.sample_size: a PositiveIntegerField
 
 Progress = Callable[..., tqdm]
 
@@ -99,11 +101,19 @@ class EvaluationConfig:
             )
         if self.split not in Image.Split.values:
             raise EvaluationError(f"split must be one of {', '.join(Image.Split.values)}")
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise EvaluationError("k values must be positive integers, e.g. 1,5,10")
+        if not self.ks or any(not 1 <= k <= ks_max() for k in self.ks):
+            raise EvaluationError(
+                f"k values must be positive integers up to {ks_max()}, e.g. 1,5,10"
+            )
         for name, value in (("sample", self.sample), ("rag sample", self.rag_sample)):
-            if value is not None and value < 1:
-                raise EvaluationError(f"the {name} must be a positive number of images")
+            if value is not None and not 1 <= value <= SAMPLE_MAX:
+                raise EvaluationError(
+                    f"the {name} must be a positive number of images, at most {SAMPLE_MAX:,}"
+                )
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise EvaluationError(
+                f"the seed must be between {SEED_RANGE[0]:,} and {SEED_RANGE[1]:,}"
+            )
         unknown = set(self.rag_contexts) - set(RAG_CONTEXTS)
         if not self.rag_contexts or unknown:
             raise EvaluationError(f"RAG contexts are {', '.join(RAG_CONTEXTS)}")
@@ -130,6 +140,11 @@ class EvaluationConfig:
         return cls(**known)
 
 
+def ks_max() -> int:
+    """The largest cut-off k of a run: a search's own limit (TINYRAG_TOP_K_MAX)."""
+    return settings.TINYRAG_TOP_K_MAX
+
+
 def parse_ks(text: str) -> tuple[int, ...]:
     """ "1,5,10" -> (1, 5, 10); EvaluationError for anything else."""
     try:
@@ -138,8 +153,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
         raise EvaluationError(
             f"k values are comma-separated integers, e.g. 1,5,10; got {text!r}"
         ) from None
-    if not ks or any(k < 1 for k in ks):
-        raise EvaluationError(f"k values must be positive integers; got {text!r}")
+    if not ks or any(not 1 <= k <= ks_max() for k in ks):
+        raise EvaluationError(f"k values must be positive integers up to {ks_max()}; got {text!r}")
     return tuple(sorted(set(ks)))
 
 

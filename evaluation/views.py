@@ -19,6 +19,8 @@ from evaluation.models import EvaluationRun
 from evaluation.services import (
     DEFAULT_RAG_SAMPLE,
     RAG_CONTEXTS,
+    SAMPLE_MAX,
+    SEED_RANGE,
     EvaluationConfig,
     EvaluationError,
     parse_ks,
@@ -35,13 +37,16 @@ class RunForm(forms.Form):
     index_name = forms.ChoiceField(label="Index")
     split = forms.ChoiceField(choices=Image.Split.choices, initial=Image.Split.VAL)
     sample = forms.IntegerField(
-        required=False, min_value=1, help_text="Query images, stratified by class; empty: all."
+        required=False,
+        min_value=1,
+        max_value=SAMPLE_MAX,
+        help_text="Query images, stratified by class; empty: all.",
     )
     rag_sample = forms.IntegerField(
         label="RAG sample", min_value=1, max_value=2000, initial=DEFAULT_RAG_SAMPLE,
         help_text="Images to describe (one generation per image and context).",
     )  # fmt: skip
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(initial=0, min_value=SEED_RANGE[0], max_value=SEED_RANGE[1])
     ks = forms.CharField(label="k", initial="1,5,10", max_length=100)
     rag_contexts = forms.MultipleChoiceField(
         label="RAG contexts",
@@ -149,7 +154,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def run_json(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run(pk)
     response = HttpResponse(
-        json.dumps(selectors.run_as_dict(run), indent=2, ensure_ascii=False),
+        json.dumps(selectors.run_download(run, user=request.user), indent=2, ensure_ascii=False),
         content_type="application/json; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="evaluation-run-{run.pk}.json"'

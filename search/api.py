@@ -19,17 +19,20 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from search import selectors
+from search.api_errors import SafeJSONParser
+from search.ml.names import display_model_id
 from search.models import Description, Image, SearchQuery
 from search.services import describe as describe_service
 from search.services import search as search_service
-from search.services.uploads import ALLOWED_FORMATS
+from search.services.uploads import ALLOWED_FORMATS, UploadError, check_upload_size
+from tinyrag_site.throttling import ApiRateThrottle, DescribeRateThrottle, SearchRateThrottle
 
 UPLOAD_MEDIA_TYPES = [f"image/{fmt.lower()}" for fmt in ALLOWED_FORMATS]  # image/jpeg, ...
 
@@ -103,6 +106,13 @@ def absolute_url(serializer: serializers.Serializer, name: str, pk: int) -> str:
     return serializer.context["request"].build_absolute_uri(reverse(name, args=[pk]))
 
 
+class ModelNameField(serializers.CharField):
+    """A model id as clients see it: a hub id, or a local directory's name, never its path."""
+
+    def to_representation(self, value) -> str:
+        return display_model_id(super().to_representation(value))
+
+
 @extend_schema_serializer(component_name="ImageClassRef")
 class ClassRefSerializer(serializers.Serializer):
     wnid = serializers.CharField(help_text="WordNet id (or folder name) of the class.")
@@ -166,7 +176,9 @@ class QuerySerializer(serializers.Serializer):
     text = serializers.CharField(help_text="The text searched for; empty for image queries.")
     top_k = serializers.IntegerField()
     filters = FiltersField()
-    encoder = serializers.CharField(help_text="The model that embedded the query.")
+    encoder = ModelNameField(
+        help_text="The model that embedded the query: its hub id, or a local model's name."
+    )
     index_name = serializers.CharField()
     index_built_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.FloatField()
@@ -203,6 +215,9 @@ def render_query(request, query: SearchQuery) -> dict:
 # --- views --------------------------------------------------------------------------------
 
 
+SEARCH_THROTTLES = [ApiRateThrottle, SearchRateThrottle]
+
+
 class ApiAuthMixin:
     # Token first: DRF takes WWW-Authenticate from the first class, so an anonymous request
     # gets 401 + `WWW-Authenticate: Token`; with the session first it would be a bare 403.
@@ -233,7 +248,8 @@ CREATED = OpenApiResponse(QueryWithResultsSerializer, "The saved query with its 
 
 
 class TextSearchApi(ApiAuthMixin, APIView):
-    parser_classes = [JSONParser]
+    throttle_classes = SEARCH_THROTTLES
+    parser_classes = [SafeJSONParser]
 
     @extend_schema_serializer(component_name="TextSearch")
     class InputSerializer(serializers.Serializer):
@@ -263,6 +279,7 @@ class TextSearchApi(ApiAuthMixin, APIView):
 
 
 class ImageSearchApi(ApiAuthMixin, APIView):
+    throttle_classes = SEARCH_THROTTLES
     parser_classes = [MultiPartParser]
 
     @extend_schema_serializer(component_name="ImageSearch")
@@ -276,12 +293,10 @@ class ImageSearchApi(ApiAuthMixin, APIView):
 
         def validate_image(self, upload):
             # Refused before it is read into memory; read_upload checks the bytes again.
-            limit = settings.TINYRAG_UPLOAD_MAX_BYTES
-            if upload.size > limit:
-                raise serializers.ValidationError(
-                    f"The file is {upload.size / 2**20:.1f} MB; the limit is "
-                    f"{limit / 2**20:.0f} MB."
-                )
+            try:
+                check_upload_size(upload.size)
+            except UploadError as exc:
+                raise serializers.ValidationError(str(exc)) from None
             return upload
 
     @extend_schema(
@@ -375,6 +390,8 @@ class QueryDetailApi(ApiAuthMixin, APIView):
 
 
 class QueryRerunApi(ApiAuthMixin, APIView):
+    throttle_classes = SEARCH_THROTTLES
+
     @extend_schema(
         operation_id="queries_rerun",
         summary="Run one of your queries again, against today's index",
@@ -449,7 +466,9 @@ class DescriptionSerializer(serializers.Serializer):
         help_text="k, the neighbours (image id, wnid, score) and the candidate classes."
     )
     backend = serializers.CharField()
-    model = serializers.CharField()
+    model = ModelNameField(
+        help_text="The model that wrote it: its hub id, or a local model's name."
+    )
     prompt_version = serializers.CharField()
     time_to_first_token_ms = serializers.FloatField(
         allow_null=True, help_text="From the start of generation to its first word."
@@ -458,7 +477,24 @@ class DescriptionSerializer(serializers.Serializer):
         allow_null=True, help_text="Decoding rate after the first word."
     )
     error = serializers.CharField(allow_blank=True)
-    reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True)
+    reused = serializers.SerializerMethodField(
+        help_text="True when the text is shared with an identical request's generation."
+    )
+    reused_from = serializers.SerializerMethodField(
+        help_text="Your own description this one shares its text with; null when none, or "
+        "when it is another user's."
+    )
+
+    def get_reused(self, description: Description) -> bool:
+        return description.reused_from_id is not None
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_reused_from(self, description: Description) -> int | None:
+        source = description.reused_from
+        if source is None or source.query.user_id != description.query.user_id:
+            return None
+        return source.pk
+
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
@@ -467,7 +503,8 @@ DESCRIPTION_ID = object_id("id", "One of your descriptions.")
 
 
 class DescriptionCreateApi(ApiAuthMixin, APIView):
-    parser_classes = [JSONParser]
+    throttle_classes = [ApiRateThrottle, DescribeRateThrottle]
+    parser_classes = [SafeJSONParser]
 
     @extend_schema_serializer(component_name="DescriptionRequest")
     class InputSerializer(serializers.Serializer):
@@ -503,12 +540,15 @@ class DescriptionCreateApi(ApiAuthMixin, APIView):
         query = own_query(request, id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        description = describe_service.request_description(
-            query=query,
-            image_id=data.validated_data.get("image_id"),
-            context_mode=data.validated_data["context"],
-            regenerate=data.validated_data["regenerate"],
-        )
+        try:
+            description = describe_service.request_description(
+                query=query,
+                image_id=data.validated_data.get("image_id"),
+                context_mode=data.validated_data["context"],
+                regenerate=data.validated_data["regenerate"],
+            )
+        except describe_service.DescriptionQueueFull as exc:
+            raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
         body = DescriptionSerializer(description, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

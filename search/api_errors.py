@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -27,6 +27,19 @@ _BODY_LIMIT_ERRORS = {
     TooManyFieldsSent: "The request has too many fields.",
     TooManyFilesSent: "The request has too many files.",
 }
+
+
+class SafeJSONParser(parsers.JSONParser):
+    """DRF's JSON parser, with every document it cannot decode a ParseError (a 400): DRF's own
+    turns only ValueError into one, so 100 kB of `[` (RecursionError) would be a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "JSON parse error - the document is nested too deeply."
+            ) from None
 
 
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict:

@@ -31,6 +31,9 @@ import torch
 FORMAT_VERSION = 1
 FLAT_MAX = 200_000  # exact search stays fast (~10 ms/query here at 100k x 512) up to this
 EXACT_GEMV_MAX_QUERIES = 8  # flat search of this few queries runs as one multithreaded GEMV
+# Results per query row: the answer (rows x k ids and scores) is allocated before FAISS runs;
+# callers bound k far lower (TINYRAG_TOP_K_MAX), and a larger k is refused, never allocated.
+SEARCH_K_MAX = 10_000
 HNSW_BYTES_PER_LINK = 8  # two int32 neighbour ids per link and level-0 duplication, roughly
 
 
@@ -328,8 +331,11 @@ class IndexService:
         """Top-k `Image` ids and scores per query row, best first; -1 pads missing results.
 
         `allowed_ids` restricts the search to those ids inside FAISS (an IDSelector), so a
-        class filter still returns k results when the class has k indexed images.
+        class filter still returns k results when the class has k indexed images. ValueError for
+        k outside 0..SEARCH_K_MAX.
         """
+        if not 0 <= k <= SEARCH_K_MAX:
+            raise ValueError(f"k must be between 0 and {SEARCH_K_MAX}; got {k}")
         loaded = self.get()
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         if queries.shape[1] != loaded.manifest.dim:

@@ -6,7 +6,10 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from search.datasets.roots import root_problem
 
 
 class Dataset(models.Model):
@@ -24,6 +27,14 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The admin may not point a dataset at any folder of the server (its files are served
+        to every user): the root must lie where search/datasets/roots.py allows."""
+        super().clean()
+        problem = root_problem(self.root) if self.root else None
+        if problem:
+            raise ValidationError({"root": problem})
 
 
 class ImageClass(models.Model):
@@ -158,6 +169,15 @@ class Description(models.Model):
     image_key = models.CharField(
         max_length=80, help_text="image:<id> or upload:<sha256>; identical requests share it."
     )
+    generates = models.BooleanField(
+        default=True,
+        help_text="Off: shares another row's generation (reused_from) instead of running one.",
+    )
+    generation_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of what identical requests share (search.services.describe).",
+    )
     backend = models.CharField(max_length=32)
     model = models.CharField(max_length=255)
     prompt_version = models.CharField(max_length=32)
@@ -172,7 +192,12 @@ class Description(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     reused_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The generation this row shares: a finished one, or one still in flight.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -187,6 +212,15 @@ class Description(models.Model):
                 name="description_reuse_idx",
             ),
             models.Index(fields=["status", "updated_at"], name="description_stall_idx"),
+            models.Index(fields=["status", "created_at"], name="description_queue_idx"),
+        ]
+        constraints = [
+            # Concurrent identical requests cannot start two generations.
+            models.UniqueConstraint(
+                fields=["generation_key"],
+                condition=models.Q(status__in=["queued", "running"], generates=True),
+                name="one_generation_in_flight",
+            )
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from search.datasets.layout import IMAGE_SUFFIXES
+from search.datasets.roots import root_problem
 from search.index import IndexManifest, SearchIndexError, get_index_service
 from search.models import Dataset, Image, ImageClass, SearchQuery, SearchResult
 
@@ -77,11 +79,18 @@ def classes_with_counts() -> QuerySet[ImageClass]:
 
 
 def image_file_path(image: Image) -> Path:
-    """The file of a dataset image, from the database alone; never outside its dataset root."""
+    """The file of a dataset image, from the database alone: an image file (by its suffix)
+    inside its dataset's root, which lies where roots may (checked again here, at serve time:
+    a row can be changed without Dataset.clean())."""
+    problem = root_problem(image.dataset.root)
+    if problem:
+        raise FileNotFoundError(f"dataset {image.dataset.name!r}: {problem}")
     root = Path(image.dataset.root).resolve()
     path = (root / image.path).resolve()
     if not path.is_relative_to(root):
         raise FileNotFoundError(f"image {image.pk} points outside its dataset")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise FileNotFoundError(f"image {image.pk} is not an image file")
     return path
 
 

@@ -20,6 +20,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from PIL import Image as PILImage
@@ -43,14 +44,17 @@ from search.selectors import (
 )
 from search.services import describe as describe_service
 from search.services import search as search_service
+from search.services.accounts import rotate_api_token
 from search.services.search import SearchInputError
-from search.services.uploads import UploadError
+from search.services.uploads import UploadError, check_upload_size
+from tinyrag_site.throttling import rate_limited
 
 # What a person can act on: shown as a message, never a 500.
 USER_FACING_ERRORS = (
     SearchInputError,
     UploadError,
     describe_service.DescriptionsDisabled,
+    describe_service.DescriptionQueueFull,
     SearchIndexError,
     ModelError,
 )
@@ -80,11 +84,34 @@ class SearchForm(forms.Form):
             (c.wnid, f"{c.name} ({c.wnid})") for c in class_choices(dataset_name)
         ]
 
+    def clean_image(self):
+        # Refused by its size before it is read into memory (as the API does).
+        image = self.cleaned_data.get("image")
+        if image:
+            try:
+                check_upload_size(image.size)
+            except UploadError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return image
+
     def clean(self):
         data = super().clean()
         if not (data.get("text") or "").strip() and not data.get("image"):
             raise forms.ValidationError("Type a text or choose an image.")
         return data
+
+
+class DescribeForm(forms.Form):
+    """What a Describe button sends: a result's id (none: the query's upload), the context."""
+
+    image_id = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    context = forms.ChoiceField(choices=Description.Context.choices, required=False)
+
+    def clean_context(self) -> str:
+        return self.cleaned_data["context"] or Description.Context.RETRIEVED
+
+    def error_line(self) -> str:
+        return " ".join(f"{name}: {' '.join(errors)}" for name, errors in self.errors.items())
 
 
 def _page_context(form: SearchForm | None = None, **extra) -> dict:
@@ -122,6 +149,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@rate_limited("search")
 def run_search(request: HttpRequest) -> HttpResponse:
     status = index_status()
     form = SearchForm(
@@ -159,6 +187,7 @@ def run_search(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@rate_limited("search")
 def similar(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         query = search_service.similar_search(user=request.user, image_id=pk)
@@ -219,15 +248,18 @@ def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_
 
 
 @require_POST
+@rate_limited("describe")
 def describe(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
-    raw_id = request.POST.get("image_id") or ""
+    form = DescribeForm(request.POST)
+    if not form.is_valid():  # the buttons never send this: a 400 that says why, in one line
+        return HttpResponse(form.error_line(), status=400, content_type="text/plain; charset=utf-8")
     return _describe(
         request,
         query=query,
         back=reverse("search:query", args=[pk]),
-        image_id=int(raw_id) if raw_id.isdigit() else None,
-        context_mode=request.POST.get("context", Description.Context.RETRIEVED),
+        image_id=form.cleaned_data["image_id"],
+        context_mode=form.cleaned_data["context"],
     )
 
 
@@ -239,6 +271,7 @@ def description_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@rate_limited("describe")
 def regenerate_description(request: HttpRequest, pk: int) -> HttpResponse:
     old = _own_description(request, pk)
     return _describe(
@@ -252,6 +285,7 @@ def regenerate_description(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@rate_limited("search")
 def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
     try:
@@ -344,11 +378,11 @@ def collections(request: HttpRequest) -> HttpResponse:
     )
 
 
+@never_cache  # the page shows the API token: never kept by a browser or a proxy
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
+        rotate_api_token(user=request.user)
         messages.success(request, "A new API token was created; the old one no longer works.")
         return redirect("search:profile")
     token, _ = Token.objects.get_or_create(user=request.user)

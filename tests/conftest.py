@@ -6,7 +6,12 @@ import pytest
 
 from tests.fixtures.tinyimagenet import SyntheticTinyImageNet, build_tinyimagenet, write_zip
 
-pytest_plugins = ["tests.fixtures.http", "tests.fixtures.models", "tests.fixtures.vlm"]
+pytest_plugins = [
+    "tests.fixtures.http",
+    "tests.fixtures.models",
+    "tests.fixtures.site",
+    "tests.fixtures.vlm",
+]
 
 PASSWORD = "correct-horse-battery-staple-42"
 

@@ -13,5 +13,7 @@ os.environ.setdefault("TINYRAG_LOG_FORMAT", "plain")
 os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="tinyrag-tests-static-"))
 os.environ.setdefault("TINYRAG_DATA_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-data-"))
 os.environ.setdefault("TINYRAG_INDEX_DIR", tempfile.mkdtemp(prefix="tinyrag-tests-index-"))
+# The fixtures' datasets lie in pytest's tmp_path, under the temporary directory.
+os.environ.setdefault("TINYRAG_DATASET_ROOTS", tempfile.gettempdir())
 
 from tinyrag_site.settings import *  # noqa: E402, F403

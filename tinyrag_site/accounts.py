@@ -1,19 +1,25 @@
-"""Account pages beyond Django's own: sign-up, and a login form that throttles guessing.
+"""Account pages beyond Django's own: sign-up, and logins that throttle guessing.
 
 Log in, log out (POST only) and password change are Django's own views (see urls.py).
 """
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
-from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
+
+from tinyrag_site.throttling import client_address, count, forget, uncount
 
 
 @login_not_required
@@ -24,38 +30,109 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="tinyrag_site.accounts.ThrottledModelBackend")
         return redirect("search:home")
     return render(request, "registration/signup.html", {"form": form})
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's login form, refusing a username (or a client address) after repeated failures.
+class LoginThrottle:
+    """Failed logins, counted per (username, client address) pair and per address.
 
-    Counts live in the cache for LOGIN_FAILURE_WINDOW seconds; a successful login clears the
-    username's count. With several app servers, use a shared cache (Redis, Memcached).
+    - After TINYRAG_LOGIN_FAILURE_LIMIT failures of one pair within the window, that pair
+      alone is refused until the window ends: the same account from another address, and
+      other accounts from the same address (a NAT, the proxy), still log in.
+    - After TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT failures from one address, whatever the
+      usernames, the address is refused: a much higher ceiling for spraying many accounts.
+    - An attempt is counted *before* its password is checked, and taken back when the
+      password was right: parallel guesses each take a place first, so no more than the
+      limit are ever checked, in any number of workers (atomic counters, tinyrag_site/
+      throttling.py).
+
+    Why not django-axes: it reads the failure count before authenticating and records the
+    failure after the password hash, which is the race that let 20 parallel attempts have
+    6 passwords checked; and it applies one limit to every lockout parameter, where the pair
+    and the address need different ones.
     """
 
+    def __init__(self, request: HttpRequest, username: str):
+        address = client_address(request)
+        self.window = settings.TINYRAG_LOGIN_FAILURE_WINDOW
+        self.pair = f"login:pair:{username.strip().casefold()}:{address}"
+        self.address = f"login:address:{address}"
+        self.retry_after: int | None = None
+
+    def begin(self) -> bool:
+        """Take a place for this attempt; False (and retry_after set) if refused."""
+        pair = count(self.pair, self.window)
+        if pair.count > settings.TINYRAG_LOGIN_FAILURE_LIMIT:
+            self.retry_after = pair.retry_after
+            return False
+        address = count(self.address, self.window)
+        if address.count > settings.TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT:
+            self.retry_after = address.retry_after
+            return False
+        return True
+
+    def succeeded(self) -> None:
+        """The password was right: the pair starts afresh and the address keeps its place."""
+        forget(self.pair, self.window)
+        uncount(self.address, self.window)
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's ModelBackend behind LoginThrottle, for every login form (the site's and the
+    admin's) and anything else that calls `authenticate()` with a request."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None or username is None:
+            return super().authenticate(request, username, password, **kwargs)
+        throttle = LoginThrottle(request, username)
+        if not throttle.begin():
+            request.login_retry_after = throttle.retry_after
+            # stops authenticate() here: no password is checked, user_login_failed is sent
+            raise PermissionDenied("too many failed logins")
+        user = super().authenticate(request, username, password, **kwargs)
+        if user is not None:
+            throttle.succeeded()
+        return user
+
+
+class ThrottledLoginMixin:
+    """A login form that says so when the throttle, not the password, refused it."""
+
     def clean(self):
-        keys = _throttle_keys(self.request, self.data.get("username", ""))
-        limit = settings.TINYRAG_LOGIN_FAILURE_LIMIT
-        if any((cache.get(k) or 0) >= limit for k in keys):
-            raise ValidationError(
-                "Too many failed logins. Try again in %(minutes)d minutes.",
-                code="throttled",
-                params={"minutes": settings.TINYRAG_LOGIN_FAILURE_WINDOW // 60},
-            )
         try:
-            cleaned = super().clean()
+            return super().clean()
         except ValidationError:
-            for k in keys:
-                cache.add(k, 0, settings.TINYRAG_LOGIN_FAILURE_WINDOW)
-                cache.incr(k)
-            raise
-        cache.delete(keys[0])
-        return cleaned
+            wait = getattr(self.request, "login_retry_after", None)
+            if wait is None:
+                raise
+            raise ValidationError(
+                "Too many failed logins for this account from your address. "
+                "Try again in %(minutes)d minutes.",
+                code="throttled",
+                params={"minutes": max(1, math.ceil(wait / 60))},
+            ) from None
 
 
-def _throttle_keys(request: HttpRequest | None, username: str) -> list[str]:
-    address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
-    return [f"login-fail:user:{username.strip().lower()}", f"login-fail:addr:{address}"]
+class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminAuthenticationForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; a throttled attempt is answered 429 with Retry-After."""
+
+    authentication_form = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        wait = getattr(self.request, "login_retry_after", None)
+        if wait is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+        return response

@@ -1,4 +1,5 @@
-"""The site's 500 handler: a lost database is a 503 ("try again shortly"), not a crash.
+"""The site's 500 handler: a lost database is a 503 ("try again shortly"), not a crash, and
+any other failure under /api/ is a 500 in the API's error format.
 
 Django calls `handler500` inside the `except` block of whatever failed, so `sys.exc_info()`
 still names the exception. When the database is down or restarting (PostgreSQL restarted, a
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = "The database is unavailable; try again in a few seconds."
+SERVER_ERROR = "The server failed to answer this request; the error is logged."
 
 
 def database_unavailable(exc: BaseException | None) -> bool:
@@ -41,10 +43,13 @@ def database_unavailable(exc: BaseException | None) -> bool:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     exc = sys.exc_info()[1]
+    api = request.path.startswith("/api/")
     if not database_unavailable(exc):
+        if api:  # a client of the API reads its error format, never an HTML page
+            return JsonResponse(error_body("server_error", SERVER_ERROR), status=500)
         return django_server_error(request)
     logger.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
-    if request.path.startswith("/api/"):
+    if api:
         response = JsonResponse(error_body("unavailable", DATABASE_UNAVAILABLE), status=503)
     else:
         response = HttpResponse(

@@ -72,6 +72,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # can sit on faster storage.
 TINYRAG_DATA_DIR = env_path("TINYRAG_DATA_DIR", BASE_DIR / "data")
 TINYRAG_INDEX_DIR = env_path("TINYRAG_INDEX_DIR", BASE_DIR / "vector_db")
+# Other directories that dataset roots may lie in (comma-separated, absolute), besides
+# TINYRAG_DATA_DIR: the app serves any image file under a dataset's root (search/datasets/roots.py).
+TINYRAG_DATASET_ROOTS = env_list("TINYRAG_DATASET_ROOTS", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -96,6 +99,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tinyrag_site.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below)
+    "csp.middleware.CSPMiddleware",
     # static files straight from the app server, compressed and cache-busted
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -141,6 +146,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web workers and the task worker write the same file: take the write lock when a
+    # transaction begins (not halfway, where SQLite fails at once with "database is locked"),
+    # and wait up to 20 s for it. https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -149,9 +161,36 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed logins allowed per username and per client address within the window (seconds).
+# Login throttling (tinyrag_site/accounts.py): failed logins allowed for one (username, client
+# address) pair within the window (seconds), after which that pair alone is refused until the
+# window ends; and a much higher ceiling of failures per client address, whatever the username.
 TINYRAG_LOGIN_FAILURE_LIMIT = env_int("TINYRAG_LOGIN_FAILURE_LIMIT", 5)
 TINYRAG_LOGIN_FAILURE_WINDOW = env_int("TINYRAG_LOGIN_FAILURE_WINDOW", 15 * 60)
+TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT", 100)
+AUTHENTICATION_BACKENDS = ["tinyrag_site.accounts.ThrottledModelBackend"]
+# Reverse proxies in front of the app that append to X-Forwarded-For (nginx in
+# deploy/compose.yaml: 1). 0 = the client is REMOTE_ADDR and X-Forwarded-For is ignored, since
+# anyone can send it. https://docs.djangoproject.com/en/5.2/ref/request-response/#django.http.HttpRequest.get_host
+TINYRAG_TRUSTED_PROXIES = env_int("TINYRAG_TRUSTED_PROXIES", 0)
+
+# Shared state of every web worker and machine (login throttles, rate limits): the database
+# cache by default (`manage.py createcachetable`; nothing else to run), `redis://host:6379/0`
+# for many machines. tinyrag_site.cache.DatabaseCache is Django's with an atomic incr().
+# https://docs.djangoproject.com/en/5.2/topics/cache/
+TINYRAG_CACHE_URL = env_str("TINYRAG_CACHE_URL", "db://tinyrag_cache")
+
+
+def cache_from_url(url: str) -> dict:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if url.startswith("db://"):
+        return {"BACKEND": "tinyrag_site.cache.DatabaseCache", "LOCATION": url[len("db://") :]}
+    raise ImproperlyConfigured(
+        f"TINYRAG_CACHE_URL={url!r}: use db://<table> (the default) or redis://host:port/db."
+    )
+
+
+CACHES = {"default": cache_from_url(TINYRAG_CACHE_URL)}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "search:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -220,6 +259,23 @@ if env_bool("TINYRAG_BEHIND_PROXY", False):
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp): scripts, styles and everything else from this origin
+# only; no inline script, handler or style anywhere (pages, HTMX, charts as <img>, API docs).
+# https://cheatsheetseries.owasp.org/cheatsheets/Content_Security_Policy_Cheat_Sheet.html
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
 # JSON lines with a request id in production (for log collectors), plain text in development.
 TINYRAG_LOG_FORMAT = env_str("TINYRAG_LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
@@ -270,9 +326,30 @@ TINYRAG_TEXT_PROMPT = env_str("TINYRAG_TEXT_PROMPT", "a photo of a {query}.")
 TINYRAG_UPLOAD_MAX_BYTES = env_int("TINYRAG_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 # Decompression bombs: a small file that decodes to a huge bitmap is refused before decoding.
 TINYRAG_UPLOAD_MAX_PIXELS = env_int("TINYRAG_UPLOAD_MAX_PIXELS", 40_000_000)
-# Let a whole upload through Django so the size check can answer with a clear error.
-DATA_UPLOAD_MAX_MEMORY_SIZE = TINYRAG_UPLOAD_MAX_BYTES + 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = TINYRAG_UPLOAD_MAX_BYTES + 1024 * 1024
+# CLIP scales the shorter side to 224, so a long thin image grows to gigabytes: refused from its
+# header when a side is longer than MAX_SIDE or more than MAX_ASPECT times the other side.
+TINYRAG_UPLOAD_MAX_SIDE = env_int("TINYRAG_UPLOAD_MAX_SIDE", 8192)
+TINYRAG_UPLOAD_MAX_ASPECT = env_int("TINYRAG_UPLOAD_MAX_ASPECT", 20)
+# Every accepted upload is shrunk to fit this square before it is embedded and stored.
+TINYRAG_UPLOAD_RESIZE_SIDE = env_int("TINYRAG_UPLOAD_RESIZE_SIDE", 1024)
+# Request bodies: form fields and JSON (a few kB here) up to 1 MB; file data past 2.5 MB spools
+# to a temporary file; a multipart body over one upload plus its fields is refused as it
+# arrives (search/upload_handlers.py). Django's deployment checklist:
+# https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_HANDLERS = [
+    "search.upload_handlers.RequestBodyLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# --- Rate limits (per user, shared by every web worker: tinyrag_site/throttling.py) -----------
+# "N/second|minute|hour|day". api: every API request; search: searches, similar searches and
+# re-runs, on the pages and the API together; describe: description requests, the same way.
+TINYRAG_API_RATE = env_str("TINYRAG_API_RATE", "120/minute")
+TINYRAG_SEARCH_RATE = env_str("TINYRAG_SEARCH_RATE", "60/minute")
+TINYRAG_DESCRIBE_RATE = env_str("TINYRAG_DESCRIBE_RATE", "20/minute")
 
 # --- API ----------------------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
@@ -282,13 +359,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env_str("TINYRAG_API_RATE", "120/minute")},
+    # Counted in the shared cache, per user (per address before login): tinyrag_site/throttling.py
+    "DEFAULT_THROTTLE_CLASSES": ["tinyrag_site.throttling.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "search.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's parsers, with a JSON one that answers any undecodable document (100 kB of "[")
+    # with a 400: a session's CSRF check parses the body of every POST, whatever the view reads.
+    "DEFAULT_PARSER_CLASSES": [
+        "search.api_errors.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "TinyRAG API",
@@ -327,6 +411,8 @@ TINYRAG_VLM_MIN_PIXELS = env_int("TINYRAG_VLM_MIN_PIXELS", 224 * 224)
 TINYRAG_VLM_MAX_PIXELS = env_int("TINYRAG_VLM_MAX_PIXELS", 448 * 448)
 # Neighbours whose labels become the context of a description.
 TINYRAG_RAG_K = env_int("TINYRAG_RAG_K", 5)
+# Descriptions one user may have queued or generating at once; the next request is a 429.
+TINYRAG_DESCRIPTION_PENDING_MAX = env_int("TINYRAG_DESCRIPTION_PENDING_MAX", 3)
 # A description with no progress for this long is retried once, then marked failed.
 TINYRAG_DESCRIPTION_STALL_SECONDS = env_int("TINYRAG_DESCRIPTION_STALL_SECONDS", 300)
 # An evaluation run that records no progress for this long has lost its worker: it is failed.

@@ -4,28 +4,31 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.decorators.cache import never_cache
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from tinyrag_site import accounts, health
 
 account_patterns = [
-    path("signup/", accounts.signup, name="signup"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            redirect_authenticated_user=True,
-            authentication_form=accounts.ThrottledAuthenticationForm,
-        ),
-        name="login",
-    ),
+    # Account pages are never stored by a browser or a proxy (OWASP Session Management): the
+    # login view and the password pages come with no-store, like the profile's token page.
+    path("signup/", never_cache(accounts.signup), name="signup"),
+    path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password/change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "password/change/",
+        never_cache(auth_views.PasswordChangeView.as_view()),
+        name="password_change",
+    ),
     path(
         "password/change/done/",
-        auth_views.PasswordChangeDoneView.as_view(),
+        never_cache(auth_views.PasswordChangeDoneView.as_view()),
         name="password_change_done",
     ),
 ]
+
+# The admin's login goes through the same throttle (ThrottledModelBackend) and says so.
+admin.site.login_form = accounts.ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -38,7 +41,12 @@ urlpatterns = [
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "api/docs/",
-        login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        # the split view serves its script as a file: no inline <script> under the CSP
+        login_not_required(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema", template_name="api/swagger_ui.html"
+            )
+        ),
         name="api-docs",
     ),
     path("evaluation/", include("evaluation.urls")),

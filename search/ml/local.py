@@ -12,25 +12,7 @@ from typing import Any
 
 from search.ml.device import Precision
 from search.ml.errors import ModelLoadError, first_line
-
-
-def looks_like_path(model_id: str) -> bool:
-    """A filesystem path rather than a hub id ("org/name" or a bare "name")."""
-    return (
-        model_id.startswith((".", "~", "/"))
-        or Path(model_id).is_absolute()
-        or model_id.count("/") > 1
-        or "\\" in model_id
-    )
-
-
-def hub_repo_id(model_id: str, bare_name_org: str | None = None) -> str | None:
-    """The hub repository a model id names: "org/name" as is, a bare name in `bare_name_org`
-    (as sentence-transformers resolves "clip-ViT-B-32"), or None where bare names are not hub
-    ids."""
-    if "/" in model_id:
-        return model_id
-    return f"{bare_name_org}/{model_id}" if bare_name_org else None
+from search.ml.names import hub_repo_id, looks_like_path
 
 
 class LocalModel:

@@ -2,19 +2,35 @@
 
 A request creates a `Description` row (with its context already computed, so the page can show
 it at once) and enqueues a background task; the worker streams the model's text into the row,
-which the page polls. Identical requests reuse a finished description.
+which the page polls.
+
+The queue is fair and bounded:
+- Identical requests (image, context, backend, model, prompt version; uploads only within
+  their owner's) share one generation: a finished one is copied, one still queued or running
+  is followed (the new row has `generates` off, `reused_from` = the generation, and catches
+  up with it whenever it is read; if that row is deleted, the follower takes over). The
+  database allows one generation in flight per key (a partial unique constraint), so
+  concurrent identical requests cannot start two.
+- A user may have TINYRAG_DESCRIPTION_PENDING_MAX generations queued or running; the next
+  request is refused (DescriptionQueueFull: 429) instead of queueing behind them.
+- Tasks carry no row: each task's worker claims the next generation round-robin across
+  users (fewest running first, then the one served longest ago), so one user's burst does
+  not keep another's single request waiting behind all of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -28,6 +44,9 @@ PROMPT_VERSION = "rag-v1"
 FLUSH_EVERY_PIECES = 8  # write the growing text to the row every few pieces (words)...
 FLUSH_EVERY_SECONDS = 0.5  # ...or this often, whichever comes first
 MAX_ATTEMPTS = 2  # a stalled description is retried once, then marked failed
+QUEUE_FULL_RETRY_SECONDS = 30  # about three generations on a CPU at today's speed
+FAIR_WINDOW = 1000  # queued generations looked at when choosing the next one
+IN_FLIGHT = (Description.Status.QUEUED, Description.Status.RUNNING)
 
 INSTRUCTION = (
     "Describe this image faithfully in two or three sentences: the main subject, its colours "
@@ -48,6 +67,12 @@ class DescriptionsDisabled(Exception):
 
 class NoSuchSubject(SearchInputError):
     """The image to describe is not one of the query's (or the query has no upload)."""
+
+
+class DescriptionQueueFull(Exception):
+    """The user already has TINYRAG_DESCRIPTION_PENDING_MAX generations queued or running."""
+
+    retry_after = QUEUE_FULL_RETRY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,13 @@ def _subject(query: SearchQuery, image_id: int | None) -> tuple[Image | None, st
     ), f"image:{image_id}"
 
 
+def generation_key(same: dict, *, owner_id: int | None) -> str:
+    """What identical requests share: the subject, context mode, model and prompt version,
+    and for an upload its owner (an upload is private: never shared across users)."""
+    parts = {**same, "owner": owner_id}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
 def request_description(
     *,
     query: SearchQuery,
@@ -151,7 +183,8 @@ def request_description(
     context_mode: str = Description.Context.RETRIEVED,
     regenerate: bool = False,
 ) -> Description:
-    """A description of one of the query's images: reused, in progress, or newly queued."""
+    """A description of one of the query's images: reused, following one in progress, or
+    newly queued. Raises DescriptionQueueFull when the user has too many pending."""
     from search.ml.vlm import get_describer
 
     if context_mode not in Description.Context.values:
@@ -169,10 +202,35 @@ def request_description(
         "model": describer.model_id,
         "prompt_version": PROMPT_VERSION,
     }
+    shared = generation_key(same, owner_id=query.user_id if image is None else None)
 
-    pending = query.descriptions.filter(
-        **same, status__in=[Description.Status.QUEUED, Description.Status.RUNNING]
-    ).first()
+    context: dict | None = None if context_mode == Description.Context.RETRIEVED else {}
+    while True:
+        with transaction.atomic():
+            # One user's requests decide one at a time, in any web worker (a row lock on
+            # PostgreSQL; SQLite's transactions take the write lock when they begin).
+            get_user_model().objects.select_for_update().filter(pk=query.user_id).first()
+            existing = _existing(query, image, same, shared, regenerate=regenerate)
+            if existing is not None:
+                return existing
+            if context is not None:
+                return _queue(query, image, same, shared, context)
+        # the context is a search: computed outside the lock, then decided again
+        exclude = frozenset({image.pk}) if image is not None else frozenset()
+        try:
+            pixels = open_subject(query, image)
+        except OSError:
+            what = f"image {image.pk}" if image is not None else "your upload"
+            raise SearchInputError(f"The file of {what} cannot be read.") from None
+        context = retrieved_context(pixels, k=settings.TINYRAG_RAG_K, exclude_ids=exclude)
+
+
+def _existing(
+    query: SearchQuery, image: Image | None, same: dict, shared: str, *, regenerate: bool
+) -> Description | None:
+    """This query's row already on its way, a copy of an identical finished generation
+    (unless regenerating), or a row following an identical one in flight; None: none."""
+    pending = query.descriptions.filter(**same, status__in=IN_FLIGHT).first()
     if pending is not None:
         return pending  # a second click while it runs
     if not regenerate:
@@ -181,65 +239,153 @@ def request_description(
             visible = visible.filter(query__user=query.user)
         done = visible.order_by("-finished_at").first()
         if done is not None:
-            return Description.objects.create(
+            return _copy(query, image, same, shared, done)
+    in_flight = _generation_in_flight(shared)
+    return _copy(query, image, same, shared, in_flight) if in_flight is not None else None
+
+
+def _queue(
+    query: SearchQuery, image: Image | None, same: dict, shared: str, context: dict
+) -> Description:
+    """A new generation, within the user's limit of pending ones (called under the lock)."""
+    pending = Description.objects.filter(
+        query__user=query.user_id, generates=True, status__in=IN_FLIGHT
+    ).count()
+    if pending >= settings.TINYRAG_DESCRIPTION_PENDING_MAX:
+        raise DescriptionQueueFull(
+            f"You already have {pending} descriptions waiting or being written; try again "
+            "when one of them is done."
+        )
+    try:
+        with transaction.atomic():
+            description = Description.objects.create(
                 query=query,
                 image=image,
                 **same,
-                context=done.context,
-                prompt=done.prompt,
-                status=Description.Status.DONE,
-                text=done.text,
-                tokens=done.tokens,
-                time_to_first_token_ms=done.time_to_first_token_ms,
-                tokens_per_second=done.tokens_per_second,
-                reused_from=done,
-                started_at=done.started_at,
-                finished_at=timezone.now(),
+                generation_key=shared,
+                context=context,
+                prompt=build_prompt(same["context_mode"], context),
             )
-
-    context: dict = {}
-    if context_mode == Description.Context.RETRIEVED:
-        exclude = frozenset({image.pk}) if image is not None else frozenset()
-        context = retrieved_context(
-            open_subject(query, image), k=settings.TINYRAG_RAG_K, exclude_ids=exclude
-        )
-    with transaction.atomic():
-        description = Description.objects.create(
-            query=query,
-            image=image,
-            **same,
-            context=context,
-            prompt=build_prompt(context_mode, context),
-        )
-        transaction.on_commit(lambda: _enqueue(description.pk))
+    except IntegrityError:  # another user's identical request started it a moment ago
+        in_flight = _generation_in_flight(shared)
+        if in_flight is None:
+            raise
+        return _copy(query, image, same, shared, in_flight)
+    transaction.on_commit(_enqueue)
     return description
 
 
-def _enqueue(description_id: int) -> None:
+def _generation_in_flight(shared: str) -> Description | None:
+    return Description.objects.filter(
+        generation_key=shared, generates=True, status__in=IN_FLIGHT
+    ).first()
+
+
+def _copy(
+    query: SearchQuery, image: Image | None, same: dict, shared: str, source: Description
+) -> Description:
+    """A row of this query that shares `source`'s generation: a finished one's text, or, for
+    one still in flight, its state now (the row catches up whenever it is read)."""
+    row = Description(
+        query=query,
+        image=image,
+        **same,
+        generation_key=shared,
+        generates=False,
+        reused_from=source,
+    )
+    _take_state(row, source)
+    if source.finished:
+        row.finished_at = timezone.now()
+    row.save()
+    return row
+
+
+SHARED_STATE = (
+    "context",
+    "prompt",
+    "status",
+    "text",
+    "tokens",
+    "time_to_first_token_ms",
+    "tokens_per_second",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+def _take_state(row: Description, source: Description) -> None:
+    for name in SHARED_STATE:
+        setattr(row, name, getattr(source, name))
+
+
+def _enqueue() -> None:
     from search.tasks import generate_description
 
-    generate_description.enqueue(description_id)
+    generate_description.enqueue()
 
 
-def run_description(description_id: int) -> Description:
-    """Generate the text into the row (the worker's side). Never raises for a model failure:
+def fair_order(limit: int = FAIR_WINDOW) -> list[int]:
+    """Queued generations, the next to run first: each user's oldest, users with the fewest
+    generations running first, then the one whose last generation started longest ago (or
+    never), then the longest waiting request; a user's further requests after everyone's
+    first."""
+    queued = list(
+        Description.objects.filter(status=Description.Status.QUEUED, generates=True)
+        .order_by("created_at", "id")
+        .values_list("pk", "query__user_id", "created_at")[:limit]
+    )
+    users = {user_id for _, user_id, _ in queued}
+    stats = {
+        row["query__user"]: row
+        for row in Description.objects.filter(generates=True, query__user__in=users)
+        .values("query__user")
+        .annotate(
+            running=Count("pk", filter=Q(status=Description.Status.RUNNING)),
+            last_started=Max("started_at"),
+        )
+    }
+    earliest = datetime.min.replace(tzinfo=timezone.get_current_timezone())
+    turn: dict[int, int] = defaultdict(int)  # the rank of each row among its user's
+    ranked = []
+    for pk, user_id, created in queued:
+        user = stats.get(user_id, {})
+        ranked.append(
+            (
+                turn[user_id],
+                user.get("running", 0),
+                user.get("last_started") or earliest,
+                created,
+                pk,
+            )
+        )
+        turn[user_id] += 1
+    return [entry[-1] for entry in sorted(ranked)]
+
+
+def claim_next() -> Description | None:
+    """Mark the fairest queued generation running and return it; None when none is queued.
+    The claim is one conditional UPDATE: of two workers racing for a row, one wins."""
+    for pk in fair_order():
+        claimed = Description.objects.filter(pk=pk, status=Description.Status.QUEUED).update(
+            status=Description.Status.RUNNING,
+            started_at=timezone.now(),
+            attempts=F("attempts") + 1,
+            updated_at=timezone.now(),
+        )
+        if claimed:
+            return Description.objects.select_related("query", "image__dataset").get(pk=pk)
+    return None
+
+
+def run_description(description: Description) -> Description:
+    """Generate the text into a claimed (running) row. Never raises for a model failure:
     the row ends `failed` with a readable error, and the worker goes on with other tasks."""
     from search.ml.errors import ModelError
     from search.ml.vlm import get_describer
 
-    with transaction.atomic():
-        description = (
-            Description.objects.select_for_update(of=("self",))  # PostgreSQL: not the joins
-            .select_related("query", "image__dataset")
-            .get(pk=description_id)
-        )
-        if description.status != Description.Status.QUEUED:
-            return description  # done meanwhile, or another worker has it
-        description.status = Description.Status.RUNNING
-        description.started_at = timezone.now()
-        description.attempts += 1
-        description.save(update_fields=["status", "started_at", "attempts", "updated_at"])
-
+    description_id = description.pk
     rows = Description.objects.filter(pk=description_id)
     progress = _RowProgress(rows)
     try:
@@ -325,20 +471,24 @@ def _readable(exc: BaseException) -> str:
 
 
 def recover_stalled(queryset=None) -> int:
-    """Queued or running rows with no progress for TINYRAG_DESCRIPTION_STALL_SECONDS (a dead
-    worker, a lost task): retried once, then failed. Returns how many were touched."""
+    """Generations a dead worker left `running` with no progress for
+    TINYRAG_DESCRIPTION_STALL_SECONDS: queued again once, then failed; and tasks for queued
+    generations whose task was lost. A queued generation is never stalled by waiting: it is
+    not bound to a task, and the queue holds one task per queued generation. Returns how
+    many generations were touched."""
     cutoff = timezone.now() - timedelta(seconds=settings.TINYRAG_DESCRIPTION_STALL_SECONDS)
     stalled = (queryset if queryset is not None else Description.objects).filter(
-        status__in=[Description.Status.QUEUED, Description.Status.RUNNING], updated_at__lt=cutoff
+        status=Description.Status.RUNNING, generates=True, updated_at__lt=cutoff
     )
     touched = 0
     for description in stalled:
         touched += 1
         if description.attempts < MAX_ATTEMPTS:
-            Description.objects.filter(pk=description.pk).update(
-                status=Description.Status.QUEUED, updated_at=timezone.now()
-            )
-            _enqueue(description.pk)
+            requeued = Description.objects.filter(
+                pk=description.pk, status=Description.Status.RUNNING
+            ).update(status=Description.Status.QUEUED, updated_at=timezone.now())
+            if requeued:
+                _enqueue()
         else:
             Description.objects.filter(pk=description.pk).update(
                 status=Description.Status.FAILED,
@@ -347,11 +497,71 @@ def recover_stalled(queryset=None) -> int:
                 error=f"Generation stopped making progress (attempt {description.attempts} of "
                 f"{MAX_ATTEMPTS}; the worker may have died). Regenerate to try again.",
             )
+    _replace_lost_tasks()
     return touched
 
 
+def _replace_lost_tasks() -> None:
+    """As many waiting tasks as queued generations (the database task backend; other
+    backends keep their queue in a broker that does not lose tasks)."""
+    waiting = _waiting_tasks()
+    if waiting is None:
+        return
+    queued = Description.objects.filter(status=Description.Status.QUEUED, generates=True).count()
+    for _ in range(queued - waiting):
+        _enqueue()
+
+
+def _waiting_tasks() -> int | None:
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+
+    if type(task_backends[DEFAULT_TASK_BACKEND_ALIAS]).__name__ != "DatabaseBackend":
+        return None
+    from django_tasks_db.models import DBTaskResult
+
+    from search.tasks import generate_description
+
+    return DBTaskResult.objects.ready().filter(task_path=generate_description.module_path).count()
+
+
 def with_stall_check(description: Description) -> Description:
-    """The row as a poll should see it: a stalled one is first retried or failed."""
-    if not description.finished and recover_stalled(Description.objects.filter(pk=description.pk)):
+    """The row as a poll should see it: one that follows another's generation has caught up
+    with it (or taken it over, if that row was deleted); a stalled generation is first
+    retried or failed."""
+    if description.finished:
+        return description
+    if not description.generates:
+        source = description.reused_from
+        if source is None:  # the generation it followed was deleted with its query
+            source = _generation_in_flight(description.generation_key)
+            if source is None:
+                return _take_over(description)
+        source = with_stall_check(source)
+        description.reused_from = source
+        _take_state(description, source)
+        description.save(update_fields=[*SHARED_STATE, "reused_from", "updated_at"])
+        return description
+    if recover_stalled(Description.objects.filter(pk=description.pk)):
         description.refresh_from_db()
     return description
+
+
+def _take_over(description: Description) -> Description:
+    """A follower whose generation is gone generates itself (or follows whoever took over
+    first)."""
+    try:
+        with transaction.atomic():
+            Description.objects.filter(pk=description.pk).update(
+                generates=True,
+                status=Description.Status.QUEUED,
+                text="",
+                tokens=0,
+                error="",
+                attempts=0,
+                started_at=None,
+                updated_at=timezone.now(),
+            )
+            transaction.on_commit(_enqueue)
+    except IntegrityError:
+        pass  # another follower took over a moment ago: follow it
+    return with_stall_check(Description.objects.get(pk=description.pk))

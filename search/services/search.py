@@ -18,7 +18,7 @@ from search.index import IndexService, get_index_service
 from search.models import Image, ImageClass, SearchQuery, SearchResult
 from search.selectors import image_file_path
 from search.services.retrieval import QueryVector, embed_image, embed_text, nearest_images
-from search.services.uploads import SUFFIXES, read_upload
+from search.services.uploads import normalise_upload
 
 
 class SearchInputError(ValueError):
@@ -108,15 +108,19 @@ def text_search(
 def image_search(
     *, user, data: bytes, top_k: int | None = None, class_filter: str | None = None
 ) -> SearchQuery:
-    """Search by an uploaded file (raises UploadError for anything but a valid image)."""
-    image, fmt = read_upload(data)
+    """Search by an uploaded file (raises UploadError for anything but a valid image).
+
+    What is embedded and stored is the normalised upload (shrunk, re-encoded without its
+    metadata), never the bytes as sent.
+    """
+    upload = normalise_upload(data)
     return _run(
         user=user,
         kind=SearchQuery.Kind.IMAGE,
         top_k=top_k,
         class_filter=class_filter,
-        upload=(f"query{SUFFIXES[fmt]}", data),
-        embed=lambda index: embed_image(image, index),
+        upload=(f"query{upload.suffix}", upload.data),
+        embed=lambda index: embed_image(upload.image, index),
     )
 
 
@@ -162,18 +166,12 @@ def rerun(*, query: SearchQuery) -> SearchQuery:
 
 
 def delete_query(*, query: SearchQuery) -> None:
-    _delete_uploads([query])
+    """The query, its results and descriptions; its upload file goes once the delete commits
+    (search/signals.py, as for any deleted query: a deleted user's too)."""
     query.delete()
 
 
 def delete_history(*, user) -> int:
-    queries = list(SearchQuery.objects.filter(user=user))
-    _delete_uploads(queries)
-    deleted, _ = SearchQuery.objects.filter(user=user).delete()
-    return len(queries) if deleted else 0
-
-
-def _delete_uploads(queries) -> None:
-    for q in queries:
-        if q.uploaded_image:
-            q.uploaded_image.delete(save=False)
+    """All of the user's queries (and their uploads, as delete_query); how many there were."""
+    _, deleted = SearchQuery.objects.filter(user=user).delete()
+    return deleted.get(SearchQuery._meta.label, 0)

@@ -1,47 +1,100 @@
-"""Uploaded query images: validated by content (Pillow), never by name or claimed type."""
+"""Uploaded query images: validated by content (Pillow), never by name or claimed type.
+
+An upload costs what it weighs: its size, pixel count, longest side and aspect ratio are checked
+before anything is decoded (CLIP scales the shorter side to 224, so a 200000x1 PNG of 666 bytes
+would grow to gigabytes), a JPEG is decoded at a reduced scale where it can be, and every image
+is shrunk to at most TINYRAG_UPLOAD_RESIZE_SIDE. What is stored is re-encoded from the pixels
+alone: no EXIF, GPS, XMP, ICC profile or comment of the sender's file is kept.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 
 from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
-SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+# Pillow opens a multi-picture JPEG (3D cameras, bursts) as MPO: a JPEG, read for its first picture.
+PHOTO_FORMATS = frozenset({"JPEG", "MPO"})
+# Photos are stored as JPEG, everything else (drawings, screenshots, transparency) as PNG.
+ENCODINGS = {"JPEG": (".jpg", {"quality": 90}), "PNG": (".png", {})}
 
 
 class UploadError(ValueError):
     """The upload is not an image we accept; the message is for the person who sent it."""
 
 
+@dataclass(frozen=True)
+class NormalisedUpload:
+    """An upload as it is searched and stored: the shrunk RGB image and its re-encoded file."""
+
+    image: PILImage.Image
+    data: bytes
+    suffix: str  # the encoder's own: ".jpg" or ".png"
+
+
+def check_upload_size(size: int) -> None:
+    """UploadError for a file over TINYRAG_UPLOAD_MAX_BYTES; callers check before reading it."""
+    limit = settings.TINYRAG_UPLOAD_MAX_BYTES
+    if size > limit:
+        raise UploadError(
+            f"The file is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
+        )
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    """Refuse, from the header, an image whose decoding or CLIP resize would cost too much."""
+    max_pixels = settings.TINYRAG_UPLOAD_MAX_PIXELS
+    if width * height > max_pixels:
+        raise UploadError(
+            f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels."
+        )
+    longest, shortest = max(width, height), min(width, height)
+    max_side = settings.TINYRAG_UPLOAD_MAX_SIDE
+    if longest > max_side:
+        raise UploadError(
+            f"The image is {width}x{height} pixels; a side may be at most {max_side:,} pixels."
+        )
+    max_aspect = settings.TINYRAG_UPLOAD_MAX_ASPECT
+    if longest > max_aspect * shortest:
+        raise UploadError(
+            f"The image is {width}x{height} pixels; its longer side may be at most "
+            f"{max_aspect} times its shorter side."
+        )
+
+
+def _draft_size(width: int, height: int) -> tuple[int, int]:
+    """The smallest size, in the image's proportions, that still covers the resize target."""
+    scale = min(1.0, settings.TINYRAG_UPLOAD_RESIZE_SIDE / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
 def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
-    """Decode an upload into an RGB image (EXIF orientation applied); returns it and its format.
+    """Decode an upload into an RGB image (EXIF orientation applied, shrunk to fit
+    TINYRAG_UPLOAD_RESIZE_SIDE); returns it and its format (one of ALLOWED_FORMATS).
 
     Refuses empty or oversized files, formats other than JPEG/PNG/WebP/GIF/BMP, images of more
-    than TINYRAG_UPLOAD_MAX_PIXELS (checked from the header, before decoding), and truncated
-    or corrupt files.
+    than TINYRAG_UPLOAD_MAX_PIXELS, with a side over TINYRAG_UPLOAD_MAX_SIDE or an aspect ratio
+    over TINYRAG_UPLOAD_MAX_ASPECT (all checked from the header, before decoding), and
+    truncated or corrupt files.
     """
-    limit = settings.TINYRAG_UPLOAD_MAX_BYTES
     if not data:
         raise UploadError("The file is empty.")
-    if len(data) > limit:
-        raise UploadError(
-            f"The file is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
-        )
+    check_upload_size(len(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             img = PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            if img.width * img.height > settings.TINYRAG_UPLOAD_MAX_PIXELS:
-                raise UploadError(
-                    f"The image is {img.width}x{img.height} pixels; the limit is "
-                    f"{settings.TINYRAG_UPLOAD_MAX_PIXELS:,} pixels."
-                )
-            fmt = img.format
-            img.seek(0)  # an animated GIF/WebP: its first frame
+            _check_dimensions(img.width, img.height)
+            fmt = "JPEG" if img.format in PHOTO_FORMATS else img.format
+            img.seek(0)  # an animated GIF/WebP, a multi-picture JPEG: its first frame
+            if fmt == "JPEG":
+                img.draft("RGB", _draft_size(img.width, img.height))  # decode at 1/2..1/8 scale
             img.load()
             img = ImageOps.exif_transpose(img)
     except UploadError:
@@ -60,4 +113,21 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
         raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None
     from search.ml.clip import to_rgb  # lazily: importing torch is for the first search
 
-    return to_rgb(img), fmt
+    image = to_rgb(img)
+    side = settings.TINYRAG_UPLOAD_RESIZE_SIDE
+    image.thumbnail((side, side), PILImage.Resampling.LANCZOS)  # shrinks, never enlarges
+    return image, fmt
+
+
+def normalise_upload(data: bytes) -> NormalisedUpload:
+    """The upload checked, decoded and shrunk (read_upload), and re-encoded for storage from its
+    pixels alone: photos as JPEG, anything else as PNG."""
+    image, fmt = read_upload(data)
+    encoder = "JPEG" if fmt == "JPEG" else "PNG"
+    suffix, options = ENCODINGS[encoder]
+    # A fresh image of the same pixels: Pillow's encoders copy some of `info` (a JPEG comment,
+    # a PNG's ICC profile) from the image they are given.
+    pixels = PILImage.frombytes("RGB", image.size, image.tobytes())
+    buffer = io.BytesIO()
+    pixels.save(buffer, encoder, **options)
+    return NormalisedUpload(image=image, data=buffer.getvalue(), suffix=suffix)

@@ -1,4 +1,5 @@
-"""A person in a real browser: sign up, search by text, upload an image, find it in history."""
+"""A person in a real browser: sign up, search by text, upload an image, find it in history;
+and every page works under the Content-Security-Policy, HTMX included."""
 
 from __future__ import annotations
 
@@ -9,13 +10,51 @@ import pytest
 from PIL import Image as PILImage
 
 from search.models import Image, SearchQuery
+from tests.evaluation.test_views import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+# Chromium reports each blocked script, style, handler or image as a `securitypolicyviolation`
+# event; printed as a console error, it reaches the test through Playwright's console events.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`
+    + ` at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+WIDTHS = (1280, 390)  # a laptop, a phone
 
 
-def test_signup_search_upload_and_history(page, live_server, search_index, tmp_path):
+@pytest.fixture
+def csp_violations(page) -> list[str]:
+    """What the Content-Security-Policy blocked on any page this test opened."""
+    found: list[str] = []
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on(
+        "console",
+        lambda msg: (
+            found.append(msg.text)
+            if msg.type == "error"
+            and ("CSP violation" in msg.text or "Content Security" in msg.text)
+            else None
+        ),
+    )
+    return found
+
+
+def screenshots(page, name: str) -> None:
+    """Full-page screenshots at each width in WIDTHS (artifacts/<name>-<width>.png)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+def test_signup_search_upload_and_history(
+    page, live_server, search_index, tmp_path, csp_violations
+):
     from playwright.sync_api import expect
 
     page.goto(f"{live_server.url}/")
@@ -57,3 +96,57 @@ def test_signup_search_upload_and_history(page, live_server, search_index, tmp_p
     assert "these are the results as they were stored then" in page.content()
     shot = page.screenshot(full_page=True)
     assert PILImage.open(io.BytesIO(shot)).width > 0
+    assert csp_violations == []
+
+
+def test_pages_and_htmx_work_under_the_content_security_policy(
+    page, live_server, search_index, django_user_model, csp_violations
+):
+    from playwright.sync_api import expect
+
+    django_user_model.objects.create_user("frank", password="a-long-unusual-passphrase-9")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "frank")
+    page.fill("#id_password", "a-long-unusual-passphrase-9")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("header")).to_contain_text("Signed in as frank")
+
+    # HTMX: the results swap in, the indicator's style comes from app.css, not an injected <style>
+    page.fill("#id_text", "lemon")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results .result")).to_have_count(10)
+    assert page.locator("head style").count() == 0
+    expect(page.locator("#searching")).to_be_hidden()
+    # HTMX again: a description request swaps its card in and polls it
+    page.locator("#results .result").first.get_by_role("button", name="Describe").click()
+    card = page.locator("#descriptions article.description")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("Waiting for a worker")
+    screenshots(page, "search-results")
+
+    page.goto(f"{live_server.url}/collections/")
+    expect(page.locator("h1")).to_have_text("Collections")
+    screenshots(page, "collections")
+
+    description = SearchQuery.objects.get(user__username="frank").descriptions.get()
+    page.goto(f"{live_server.url}/descriptions/{description.pk}/")
+    expect(page.locator("h1")).to_have_text("Description")
+    screenshots(page, "description")
+
+    # the evaluation run page: its charts are SVG images, and they render (natural size > 0)
+    run = make_run()
+    page.goto(f"{live_server.url}/evaluation/runs/{run.pk}/")
+    chart = page.locator("#chart-recall img")
+    expect(chart).to_be_visible()
+    assert chart.evaluate("img => img.complete && img.naturalWidth") > 0
+    screenshots(page, "evaluation-run")
+    page.goto(f"{live_server.url}/evaluation/")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+
+    # the API docs: Swagger UI loads its init script from a URL and renders the schema
+    page.goto(f"{live_server.url}/api/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("TinyRAG API")
+    expect(page.locator(".opblock").first).to_be_visible()
+    screenshots(page, "api-docs")
+
+    assert csp_violations == []

@@ -266,6 +266,9 @@ def test_missing_index_fails_with_the_command_to_run(solid_dataset):
         (["--k", "one"], "comma-separated integers"),
         (["--rag-context", "everything"], "RAG contexts are retrieved, none"),
         (["--sample", "0"], "positive number"),
+        (["--k", "1,1000000000"], "positive integers up to 100"),
+        (["--seed", str(10**20)], "the seed must be between -2,147,483,648 and 2,147,483,647"),
+        (["--sample", str(10**20)], "at most 2,147,483,647"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(args, message):

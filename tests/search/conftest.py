@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 
 INDEX_NAME = "tiny"
 
@@ -47,21 +45,13 @@ def fresh_throttle_state():
 
 
 @pytest.fixture
-def api_rate(settings, monkeypatch):
-    """Set the per-user API rate, e.g. api_rate("3/minute").
-
-    DRF binds SimpleRateThrottle.THROTTLE_RATES to the settings' dict at import, so the
-    override is re-bound to the reloaded api_settings as well.
-    """
+def api_rate(settings):
+    """Set every per-user rate (API requests, searches, descriptions), e.g. api_rate("3/minute"),
+    with fresh counters."""
 
     def set_rate(rate: str) -> None:
-        settings.REST_FRAMEWORK = {
-            **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"user": rate},
-        }
-        monkeypatch.setattr(
-            SimpleRateThrottle, "THROTTLE_RATES", api_settings.DEFAULT_THROTTLE_RATES
-        )
+        settings.TINYRAG_API_RATE = settings.TINYRAG_SEARCH_RATE = rate
+        settings.TINYRAG_DESCRIBE_RATE = rate
         cache.clear()
 
     return set_rate

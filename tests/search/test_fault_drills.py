@@ -14,76 +14,18 @@ The database restart drill, which needs a PostgreSQL server to restart, is
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.fixtures.site import Site, wait_for
 from tests.fixtures.tinyimagenet import build_tinyimagenet, write_zip
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-class Site:
-    """manage.py commands against one temporary site."""
-
-    def __init__(self, folder: Path, **settings: str):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.database = folder / "db.sqlite3"
-        self.index_dir = folder / "vector_db"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "TINYRAG"))},
-            "DJANGO_SETTINGS_MODULE": "tinyrag_site.settings",
-            "DEBUG": "1",
-            "DATABASE_URL": f"sqlite:///{self.database}",
-            "TINYRAG_DATA_DIR": str(folder / "data"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "TINYRAG_INDEX_DIR": str(self.index_dir),
-            "TINYRAG_LOG_FORMAT": "plain",
-            **settings,
-        }
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "manage.py", *args]
-
-    def run(self, *args: str) -> str:
-        proc = subprocess.run(
-            self.command(*args), cwd=ROOT, env=self.env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.command(*args),
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def query(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(self.database) as db:
-            return db.execute(sql, params).fetchall()
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def kill9(process: subprocess.Popen) -> None:
@@ -97,9 +39,9 @@ def site(tmp_path, tiny_clip_dir) -> Site:
     from search.datasets.tinyimagenet import prepare
 
     data = build_tinyimagenet(train_per_class=60, val_per_class=1, test_count=1)
-    root = tmp_path / "tiny-imagenet-200"
-    prepare(root, write_zip(data, tmp_path / "tiny-imagenet-200.zip"))
     site = Site(tmp_path / "site", TINYRAG_CLIP_MODEL=str(tiny_clip_dir))
+    root = site.data_dir / "tiny-imagenet-200"
+    prepare(root, write_zip(data, tmp_path / "tiny-imagenet-200.zip"))
     site.run("migrate", "--no-input")
     site.run("import_dataset", "--root", str(root), "--workers", "0")
     return site

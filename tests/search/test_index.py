@@ -180,3 +180,15 @@ def test_a_flat_view_keeps_the_index_it_reads_alive():
     del view
     gc.collect()
     assert alive() is None  # and nothing else kept it
+
+
+def test_an_absurd_k_is_refused_before_anything_is_allocated(tmp_path):
+    vectors = clustered(20, 8)
+    publish(tmp_path, vectors, np.arange(20, dtype=np.int64))
+    service = IndexService(tmp_path, "idx")
+    with pytest.raises(ValueError, match=f"k must be between 0 and {fi.SEARCH_K_MAX}; got 10001"):
+        service.search(vectors[0], k=fi.SEARCH_K_MAX + 1)
+    found, scores = service.search(vectors[0], k=fi.SEARCH_K_MAX)  # the bound itself: padded
+    assert found.shape == scores.shape == (1, fi.SEARCH_K_MAX)
+    assert (found[0, 20:] == -1).all()
+    assert sorted(found[0, :20]) == list(range(20))

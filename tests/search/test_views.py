@@ -195,21 +195,30 @@ def test_rerun_makes_a_new_entry_with_the_same_parameters(auth_client, user, sea
     )
 
 
-def test_delete_one_and_all_removes_uploads_too(auth_client, user, search_index, clip_settings):
+def test_delete_one_and_all_removes_uploads_too(
+    auth_client, user, search_index, clip_settings, django_capture_on_commit_callbacks
+):
     data = png_of(search_index / Image.objects.first().path)
     search(auth_client, image=upload(data))
+    search(auth_client, image=upload(data))
     search(auth_client, text="x")
-    uploaded = SearchQuery.objects.get(kind="image")
-    file_path = clip_settings.MEDIA_ROOT / uploaded.uploaded_image.name
-    assert file_path.is_file()
-    response = auth_client.post(
-        reverse("search:query-delete", args=[uploaded.pk]), HTTP_HX_REQUEST="true"
+    first, second = SearchQuery.objects.filter(kind="image").order_by("pk")
+    first_path, second_path = (
+        clip_settings.MEDIA_ROOT / q.uploaded_image.name for q in (first, second)
     )
+    assert first_path.is_file()
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the delete commits
+        response = auth_client.post(
+            reverse("search:query-delete", args=[first.pk]), HTTP_HX_REQUEST="true"
+        )
     assert response.status_code == 200
     assert response.content == b""
-    assert not file_path.exists()
-    auth_client.post(reverse("search:history-delete"))
+    assert not first_path.exists()
+    assert second_path.is_file()
+    with django_capture_on_commit_callbacks(execute=True):
+        auth_client.post(reverse("search:history-delete"))
     assert SearchQuery.objects.filter(user=user).count() == 0
+    assert not second_path.exists()
 
 
 def test_history_is_paginated(auth_client, user, search_index):

@@ -17,10 +17,26 @@ def test_healthz_is_public_and_trivial():
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_without_an_index_is_503_and_says_why(settings, tmp_path):
+def test_readyz_tells_anyone_ready_and_nothing_more(search_index, auth_client):
+    for client in (Client(), auth_client):  # anonymous, and a user who is not staff
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ready"}
+
+
+def test_readyz_tells_anyone_not_ready_and_not_why(settings, tmp_path, auth_client):
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()
-    response = Client().get("/readyz")
+    for client in (Client(), auth_client):
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "not ready"}
+
+
+def test_readyz_without_an_index_is_503_and_says_why_to_staff(settings, tmp_path, admin_client):
+    settings.TINYRAG_INDEX_DIR = tmp_path
+    clear_index_services()
+    response = admin_client.get("/readyz")
     body = response.json()
     assert response.status_code == 503
     assert body["checks"]["database"]["ok"] is True
@@ -29,15 +45,15 @@ def test_readyz_without_an_index_is_503_and_says_why(settings, tmp_path):
     assert "build_index" in body["checks"]["index"]["detail"]
 
 
-def test_readyz_ready_with_an_index(search_index):
-    response = Client().get("/readyz")
+def test_readyz_ready_with_an_index(search_index, admin_client):
+    response = admin_client.get("/readyz")
     assert response.status_code == 200, response.content
     assert response.json()["checks"]["index"]["detail"].startswith("tiny: 20 vectors, flat")
 
 
-def test_readyz_refuses_an_index_of_another_model(search_index, settings):
+def test_readyz_refuses_an_index_of_another_model(search_index, settings, admin_client):
     settings.TINYRAG_CLIP_MODEL = "sentence-transformers/some-other-clip"
-    response = Client().get("/readyz")
+    response = admin_client.get("/readyz")
     assert response.status_code == 503
     assert "rebuild it" in response.json()["checks"]["index"]["detail"]
 

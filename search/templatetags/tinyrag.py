@@ -1,0 +1,25 @@
+"""Template filters of the site's pages (`{% load tinyrag %}`)."""
+
+from __future__ import annotations
+
+import base64
+
+from django import template
+
+from search.ml.names import display_model_id
+
+register = template.Library()
+
+
+@register.filter
+def model_name(model_id: str | None) -> str:
+    """A model id as the pages show it: a hub id, or a local directory's name, never its path."""
+    return display_model_id(model_id or "")
+
+
+@register.filter
+def svg_data_uri(svg: str) -> str:
+    """An inline SVG as an <img src>: matplotlib's SVGs style themselves with style attributes
+    and a <style> element, which the Content-Security-Policy (style-src 'self') blocks in the
+    page but not inside an image."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
