@@ -28,6 +28,8 @@ import faiss
 import numpy as np
 import torch
 
+from search.ml.names import display_model_id
+
 FORMAT_VERSION = 1
 FLAT_MAX = 200_000  # exact search stays fast (~10 ms/query here at 100k x 512) up to this
 EXACT_GEMV_MAX_QUERIES = 8  # flat search of this few queries runs as one multithreaded GEMV
@@ -316,8 +318,9 @@ class IndexService:
         manifest = self.manifest
         if manifest.model_id != model_id or manifest.dim != dim:
             raise IndexMismatchError(
-                f"index {self.name!r} was built with {manifest.model_id} (dim {manifest.dim}) but "
-                f"the configured CLIP model is {model_id} (dim {dim}); rebuild it with: "
+                f"index {self.name!r} was built with {display_model_id(manifest.model_id)} "
+                f"(dim {manifest.dim}) but the configured CLIP model is "
+                f"{display_model_id(model_id)} (dim {dim}); rebuild it with: "
                 f"python manage.py build_index --name {self.name} --restart"
             )
 

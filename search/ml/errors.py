@@ -14,16 +14,21 @@ class DeviceError(ModelError):
 class ModelLoadError(ModelError):
     """A model cannot be loaded: missing, offline and not cached, or not the expected kind.
 
-    The message names the model id and the setting (environment variable) that can point at a
-    local directory instead, because that is what an operator without network can act on.
+    The message names the model and the setting (environment variable) that can point at a
+    local directory instead, because that is what an operator without network can act on. It
+    reaches pages and API answers, so a local model is named by its directory's name, never its
+    path (`model_id` keeps the setting's value).
     """
 
     def __init__(self, model_id: str, setting: str, reason: str) -> None:
+        from search.ml.names import display_model_id
+
         self.model_id = model_id
         self.setting = setting
         self.reason = reason
         super().__init__(
-            f"Cannot load model {model_id!r}: {reason}. Run `manage.py setup_models` where the "
+            f"Cannot load model {display_model_id(model_id)!r}: {reason}. Run "
+            "`manage.py setup_models` where the "
             f"Hugging Face hub is reachable, or set {setting} to a local directory that holds "
             "the model."
         )

@@ -78,18 +78,18 @@ class LocalModel:
         path = Path(raw).expanduser()
         if path.is_dir():
             if self.marker_required and not (path / self.marker).is_file():
-                raise self._error(f"the directory {path} has no {self.marker}")
+                raise self._error(f"its directory has no {self.marker}")
             return str(path)
         if path.exists():
-            raise self._error(f"{path} is a file, not a model directory")
+            raise self._error("it is a file, not a model directory")
         repo_id = hub_repo_id(raw, self.bare_name_org)
         if looks_like_path(raw) or repo_id is None:
-            raise self._error(f"the directory {path} does not exist")
+            raise self._error("its directory does not exist")
         try:
             cached = try_to_load_from_cache(repo_id, self.marker, cache_dir=self._cache_dir)
         except ValueError as exc:  # not a valid hub repository id
             raise self._error(f"it is not a hub id or a directory ({first_line(exc)})") from exc
         if not isinstance(cached, str):  # None, or the hub's "known to be absent" marker
-            where = self._cache_dir or "the Hugging Face cache"
+            where = "TINYRAG_MODEL_DIR" if self._cache_dir else "the Hugging Face cache"
             raise self._error(f"it is neither a local directory nor downloaded into {where}")
         return str(Path(cached).parent)

@@ -136,3 +136,13 @@ def test_same_name_other_format_is_refused(prepared_root, tmp_path):
 def test_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="does not exist"):
         run(tmp_path / "nothing")
+
+
+def test_a_root_outside_the_allowed_folders_is_refused(prepared_root, settings, tmp_path):
+    from search.models import Dataset
+
+    settings.TINYRAG_DATA_DIR = tmp_path / "data"
+    settings.TINYRAG_DATASET_ROOTS = []
+    with pytest.raises(CommandError, match="The root must lie in"):
+        run(prepared_root)  # its images would never be served
+    assert not Dataset.objects.exists()

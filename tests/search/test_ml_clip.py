@@ -296,7 +296,10 @@ def test_missing_directory_is_a_load_error_naming_the_setting(tmp_path):
         ClipEmbedder(str(missing)).load()
 
     assert caught.value.setting == "TINYRAG_CLIP_MODEL"
-    assert str(missing) in str(caught.value)
+    assert caught.value.model_id == str(missing)
+    # the message reaches pages and API answers: the model by its name, never the server's path
+    assert "Cannot load model 'no-such-model': its directory does not exist." in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
     assert "TINYRAG_CLIP_MODEL" in str(caught.value)
 
 

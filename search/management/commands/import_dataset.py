@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from search.datasets import DatasetError
 from search.datasets.imagefolder import scan_imagefolder
 from search.datasets.importer import import_scan
+from search.datasets.roots import root_problem
 from search.datasets.tinyimagenet import DIR_NAME
 from search.datasets.tinyimagenet import scan as scan_tinyimagenet
 from search.management.progress import progress_factory
@@ -57,7 +58,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        root = (options["root"] or settings.TINYRAG_DATA_DIR / DIR_NAME).expanduser()
+        root = (options["root"] or settings.TINYRAG_DATA_DIR / DIR_NAME).expanduser().absolute()
+        problem = root_problem(str(root))
+        if problem is not None:  # its images would be refused when served
+            raise CommandError(f"{root}: {problem}")
         started = time.perf_counter()
         try:
             found = SCANNERS[options["format"]](root)
