@@ -1,11 +1,13 @@
-"""The first of FILE_UPLOAD_HANDLERS: a multipart body too large for any upload is refused
-before it is read, or as soon as it grows past the limit, never spooled to disk whole.
+"""The first of FILE_UPLOAD_HANDLERS: a multipart body too large for any upload is refused from
+its Content-Length, before any of it is read, never spooled to disk.
 
 Django has no limit of its own on file data (DATA_UPLOAD_MAX_MEMORY_SIZE counts only the other
 fields), nor has gunicorn on bodies. The limit is one upload (TINYRAG_UPLOAD_MAX_BYTES) plus
 the form fields (DATA_UPLOAD_MAX_MEMORY_SIZE): a body within it reaches the view, whose size
-check (search.services.uploads.check_upload_size) names the file limit to the user. Django
-raises RequestDataTooBig as a 400 for pages; the API answers it in its error format.
+check (search.services.uploads.check_upload_size) names the file limit to the user. Nothing
+needs counting as the body streams in: Django reads no further than CONTENT_LENGTH (its
+LimitedStream), and parses a body without one as empty. Django raises RequestDataTooBig as a
+400 for pages; the API answers it in its error format.
 """
 
 from __future__ import annotations
@@ -20,27 +22,16 @@ def body_limit() -> int:
     return settings.TINYRAG_UPLOAD_MAX_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
-def _too_big(limit: int) -> RequestDataTooBig:
-    return RequestDataTooBig(f"The request body is larger than {limit / 2**20:.0f} MB.")
-
-
 class RequestBodyLimitHandler(FileUploadHandler):
-    """Refuses from Content-Length, then counts the file data as it streams in."""
-
-    def __init__(self, request=None):
-        super().__init__(request)
-        self.limit = body_limit()
-        self.received = 0
+    """Refuses a body whose Content-Length is over body_limit(); passes the rest on."""
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None) -> None:
-        if content_length > self.limit:
-            raise _too_big(self.limit)
+        limit = body_limit()
+        if content_length > limit:
+            raise RequestDataTooBig(f"The request body is larger than {limit / 2**20:.0f} MB.")
         return None  # not handled here: the parser goes on with the next handlers
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > self.limit:  # the files of one body, all together
-            raise _too_big(self.limit)
         return raw_data  # passed on to the handler that stores it
 
     def file_complete(self, file_size: int) -> None:

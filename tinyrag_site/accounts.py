@@ -1,6 +1,7 @@
 """Account pages beyond Django's own: sign-up, and logins that throttle guessing.
 
-Log in, log out (POST only) and password change are Django's own views (see urls.py).
+Log in and password change are Django's views with the throttle; log out (POST only) is
+Django's own (see urls.py).
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from tinyrag_site.throttling import client_address, count, forget, uncount
+from tinyrag_site.throttling import (
+    TOO_MANY,
+    Rate,
+    client_network,
+    count,
+    forget,
+    over_rate,
+    too_many_requests,
+    uncount,
+)
 
 
 @login_not_required
@@ -27,6 +37,10 @@ from tinyrag_site.throttling import client_address, count, forget, uncount
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("search:home")
+    if request.method == "POST":  # every account brings its own rates and queue places
+        wait = over_rate("signup", request)
+        if wait is not None:
+            return too_many_requests(request, TOO_MANY["signup"].format(wait=wait), wait)
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -36,8 +50,10 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class LoginThrottle:
-    """Failed logins, counted per (username, client address) pair and per address.
+    """Logins, counted per client address, and failed logins per (username, client address)
+    pair and per address (an IPv6 address by its /64: tinyrag_site/throttling.py).
 
+    - TINYRAG_LOGIN_RATE attempts per address, right or wrong: each costs a password hash.
     - After TINYRAG_LOGIN_FAILURE_LIMIT failures of one pair within the window, that pair
       alone is refused until the window ends: the same account from another address, and
       other accounts from the same address (a NAT, the proxy), still log in.
@@ -54,24 +70,42 @@ class LoginThrottle:
     and the address need different ones.
     """
 
+    LOCKED = "Too many failed logins for this account from your address."
+    BUSY = "Too many logins from your address."
+
     def __init__(self, request: HttpRequest, username: str):
-        address = client_address(request)
+        network = client_network(request)
         self.window = settings.TINYRAG_LOGIN_FAILURE_WINDOW
-        self.pair = f"login:pair:{username.strip().casefold()}:{address}"
-        self.address = f"login:address:{address}"
+        self.attempts = f"login:attempts:{network}"
+        self.pair = f"login:pair:{username.strip().casefold()}:{network}"
+        self.address = f"login:address:{network}"
+        self.refusal = ""
         self.retry_after: int | None = None
 
     def begin(self) -> bool:
-        """Take a place for this attempt; False (and retry_after set) if refused."""
-        pair = count(self.pair, self.window)
-        if pair.count > settings.TINYRAG_LOGIN_FAILURE_LIMIT:
-            self.retry_after = pair.retry_after
-            return False
+        """Take a place for this attempt; False (refusal and retry_after set) if refused.
+        The address is counted before the pair, so an address past its ceiling makes no
+        new entries in the cache, whatever usernames it makes up."""
+        rate = Rate.parse(settings.TINYRAG_LOGIN_RATE)
+        attempts = count(self.attempts, rate.seconds)
+        if attempts.count > rate.limit:
+            return self._refuse(self.BUSY, attempts.retry_after)
         address = count(self.address, self.window)
         if address.count > settings.TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT:
-            self.retry_after = address.retry_after
-            return False
+            return self._refuse(self.LOCKED, address.retry_after)
+        pair = count(self.pair, self.window)
+        if pair.count > settings.TINYRAG_LOGIN_FAILURE_LIMIT:
+            uncount(self.address, self.window)  # a locked pair's retries are not new failures
+            return self._refuse(self.LOCKED, pair.retry_after)
         return True
+
+    def _refuse(self, refusal: str, retry_after: int) -> bool:
+        self.refusal, self.retry_after = refusal, retry_after
+        return False
+
+    @property
+    def message(self) -> str:
+        return f"{self.refusal} Try again in {max(1, math.ceil(self.retry_after / 60))} minutes."
 
     def succeeded(self) -> None:
         """The password was right: the pair starts afresh and the address keeps its place."""
@@ -88,7 +122,7 @@ class ThrottledModelBackend(ModelBackend):
             return super().authenticate(request, username, password, **kwargs)
         throttle = LoginThrottle(request, username)
         if not throttle.begin():
-            request.login_retry_after = throttle.retry_after
+            request.login_throttle = throttle
             # stops authenticate() here: no password is checked, user_login_failed is sent
             raise PermissionDenied("too many failed logins")
         user = super().authenticate(request, username, password, **kwargs)
@@ -104,15 +138,10 @@ class ThrottledLoginMixin:
         try:
             return super().clean()
         except ValidationError:
-            wait = getattr(self.request, "login_retry_after", None)
-            if wait is None:
+            throttle = getattr(self.request, "login_throttle", None)
+            if throttle is None:
                 raise
-            raise ValidationError(
-                "Too many failed logins for this account from your address. "
-                "Try again in %(minutes)d minutes.",
-                code="throttled",
-                params={"minutes": max(1, math.ceil(wait / 60))},
-            ) from None
+            raise ValidationError(throttle.message, code="throttled") from None
 
 
 class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
@@ -131,8 +160,32 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
-        wait = getattr(self.request, "login_retry_after", None)
-        if wait is not None:
+        throttle = getattr(self.request, "login_throttle", None)
+        if throttle is not None:
             response.status_code = 429
-            response["Retry-After"] = str(wait)
+            response["Retry-After"] = str(throttle.retry_after)
         return response
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """Django's password change form, whose old-password check is a login attempt like any
+    other: someone holding a stolen session must not guess the password through it."""
+
+    def __init__(self, user, *args, request: HttpRequest, **kwargs):
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self):
+        throttle = LoginThrottle(self.request, self.user.get_username())
+        if not throttle.begin():
+            raise ValidationError(throttle.message, code="throttled")
+        old_password = super().clean_old_password()  # a wrong one stays counted
+        throttle.succeeded()
+        return old_password
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}

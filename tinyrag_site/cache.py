@@ -1,4 +1,5 @@
-"""Django's database cache with an atomic `incr()`: the default shared cache of TinyRAG.
+"""Django's database cache with an atomic `incr()` and a cheap `add()`: the default shared
+cache of TinyRAG.
 
 Login throttles and rate limits count with `add()` + `incr()`. Redis does both atomically;
 Django's DatabaseCache implements `incr()` as get-then-set, so two web workers counting at the
@@ -6,22 +7,30 @@ same moment both write the same number and one attempt goes uncounted (and `set(
 the entry's expiry). Here the increment reads the row under a lock (`SELECT ... FOR UPDATE` on
 PostgreSQL; SQLite transactions take the write lock when they begin, see settings) and writes
 it back in the same transaction, keeping its expiry.
+
+Django's `add()` also counts the whole table (`SELECT COUNT(*)`) on every call to decide on
+culling: with a counter or two per request, that is a scan per request once the table is
+large. Here `add()` is one INSERT (an expired entry of the key deleted first), and expired
+entries are deleted in bulk now and then instead.
 """
 
 from __future__ import annotations
 
 import base64
 import pickle
-from datetime import datetime
+import random
+from datetime import UTC, datetime
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
-from django.db import connections, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.utils.timezone import now
 
 # Django culls a third of the entries once there are more than MAX_ENTRIES (300 by default):
 # a stranger making 300 entries would evict everyone's throttle counters. Expired entries
 # are culled first either way.
 DEFAULT_MAX_ENTRIES = 1_000_000
+PURGE_EVERY = 500  # add() calls, on average, between two deletions of all expired entries
 
 
 class DatabaseCache(DjangoDatabaseCache):
@@ -29,6 +38,36 @@ class DatabaseCache(DjangoDatabaseCache):
         options = dict(params.get("OPTIONS") or {})
         options.setdefault("MAX_ENTRIES", DEFAULT_MAX_ENTRIES)
         super().__init__(table, {**params, "OPTIONS": options})
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        timeout = self.get_backend_timeout(timeout)
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote_name = connection.ops.quote_name
+        table, cache_key, expires = (
+            quote_name(name) for name in (self._table, "cache_key", "expires")
+        )
+        expiry = datetime.max if timeout is None else datetime.fromtimestamp(timeout, tz=UTC)
+        expiry = connection.ops.adapt_datetimefield_value(expiry.replace(microsecond=0))
+        current = connection.ops.adapt_datetimefield_value(now().replace(microsecond=0))
+        encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {cache_key} = %s AND {expires} < %s", [key, current]
+            )
+            try:
+                with transaction.atomic(using=db):
+                    cursor.execute(
+                        f"INSERT INTO {table} ({cache_key}, {quote_name('value')}, {expires}) "
+                        "VALUES (%s, %s, %s)",
+                        [key, encoded, expiry],
+                    )
+            except IntegrityError:  # the key is there and has not expired
+                return False
+            if random.random() < 1 / PURGE_EVERY:  # noqa: S311 -- a sampling rate, not a secret
+                cursor.execute(f"DELETE FROM {table} WHERE {expires} < %s", [current])
+        return True
 
     def incr(self, key, delta=1, version=None):
         key = self.make_and_validate_key(key, version=version)

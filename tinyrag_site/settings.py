@@ -167,6 +167,10 @@ AUTH_PASSWORD_VALIDATORS = [
 TINYRAG_LOGIN_FAILURE_LIMIT = env_int("TINYRAG_LOGIN_FAILURE_LIMIT", 5)
 TINYRAG_LOGIN_FAILURE_WINDOW = env_int("TINYRAG_LOGIN_FAILURE_WINDOW", 15 * 60)
 TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("TINYRAG_LOGIN_ADDRESS_FAILURE_LIMIT", 100)
+# Login attempts per client address, right or wrong (each costs a password hash), and new
+# accounts per client address (each brings its own rates and queue places).
+TINYRAG_LOGIN_RATE = env_str("TINYRAG_LOGIN_RATE", "60/minute")
+TINYRAG_SIGNUP_RATE = env_str("TINYRAG_SIGNUP_RATE", "5/hour")
 AUTHENTICATION_BACKENDS = ["tinyrag_site.accounts.ThrottledModelBackend"]
 # Reverse proxies in front of the app that append to X-Forwarded-For (nginx in
 # deploy/compose.yaml: 1). 0 = the client is REMOTE_ADDR and X-Forwarded-For is ignored, since
@@ -332,6 +336,7 @@ TINYRAG_UPLOAD_MAX_SIDE = env_int("TINYRAG_UPLOAD_MAX_SIDE", 8192)
 TINYRAG_UPLOAD_MAX_ASPECT = env_int("TINYRAG_UPLOAD_MAX_ASPECT", 20)
 # Every accepted upload is shrunk to fit this square before it is embedded and stored.
 TINYRAG_UPLOAD_RESIZE_SIDE = env_int("TINYRAG_UPLOAD_RESIZE_SIDE", 1024)
+TINYRAG_UPLOAD_DECODE_SLOTS = env_int("TINYRAG_UPLOAD_DECODE_SLOTS", 2)  # per process
 # Request bodies: form fields and JSON (a few kB here) up to 1 MB; file data past 2.5 MB spools
 # to a temporary file; a multipart body over one upload plus its fields is refused as it
 # arrives (search/upload_handlers.py). Django's deployment checklist:
@@ -413,6 +418,8 @@ TINYRAG_VLM_MAX_PIXELS = env_int("TINYRAG_VLM_MAX_PIXELS", 448 * 448)
 TINYRAG_RAG_K = env_int("TINYRAG_RAG_K", 5)
 # Descriptions one user may have queued or generating at once; the next request is a 429.
 TINYRAG_DESCRIPTION_PENDING_MAX = env_int("TINYRAG_DESCRIPTION_PENDING_MAX", 3)
+# Generations waiting in the whole queue, all users together; the next request is a 429.
+TINYRAG_DESCRIPTION_QUEUE_MAX = env_int("TINYRAG_DESCRIPTION_QUEUE_MAX", 100)
 # A description with no progress for this long is retried once, then marked failed.
 TINYRAG_DESCRIPTION_STALL_SECONDS = env_int("TINYRAG_DESCRIPTION_STALL_SECONDS", 300)
 # An evaluation run that records no progress for this long has lost its worker: it is failed.

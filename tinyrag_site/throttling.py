@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ RATE_SETTINGS = {
     "api": "TINYRAG_API_RATE",
     "search": "TINYRAG_SEARCH_RATE",
     "describe": "TINYRAG_DESCRIBE_RATE",
+    "signup": "TINYRAG_SIGNUP_RATE",
 }
 
 
@@ -116,12 +118,27 @@ def client_address(request: HttpRequest) -> str:
     return forwarded[-proxies]
 
 
+def client_network(request: HttpRequest) -> str:
+    """The client address as limits count it: an IPv4 address (an IPv4-mapped IPv6 one
+    unmapped), or the /64 of an IPv6 address, since one subscriber holds a whole /64."""
+    address = client_address(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def requester(request: HttpRequest) -> str:
-    """Whom a rate limit counts: the user, or the client address before login."""
+    """Whom a rate limit counts: the user, or the client network before login."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
-    return f"address:{client_address(request)}"
+    return f"address:{client_network(request)}"
 
 
 def over_rate(scope: str, request: HttpRequest) -> int | None:
@@ -160,6 +177,7 @@ TOO_MANY = {
     "search": "You are searching faster than this server allows; try again in {wait} s.",
     "describe": "You are asking for descriptions faster than this server allows; "
     "try again in {wait} s.",
+    "signup": "Too many accounts were created from your address; try again in {wait} s.",
 }
 
 

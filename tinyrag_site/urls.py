@@ -17,7 +17,7 @@ account_patterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/change/",
-        never_cache(auth_views.PasswordChangeView.as_view()),
+        never_cache(accounts.PasswordChangeView.as_view()),
         name="password_change",
     ),
     path(

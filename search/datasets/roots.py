@@ -1,6 +1,7 @@
 """Where dataset roots may lie: the app serves files from them to every signed-in user, so a
-root is a directory the operator chose (TINYRAG_DATA_DIR, TINYRAG_DATASET_ROOTS), never `/`
-or the uploads' folder, whatever is typed in the admin."""
+root is a directory the operator chose (TINYRAG_DATA_DIR, TINYRAG_DATASET_ROOTS), never `/`,
+the uploads' folder (MEDIA_ROOT), a folder above it or one inside it, whatever is typed in the
+admin."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def root_problem(root: str) -> str | None:
     if not any(resolved.is_relative_to(base) for base in bases):
         where = ", ".join(str(base) for base in bases)
         return f"The root must lie in {where} (TINYRAG_DATA_DIR or TINYRAG_DATASET_ROOTS)."
-    if Path(settings.MEDIA_ROOT).resolve().is_relative_to(resolved):
-        return "The root must not hold the uploaded images (MEDIA_ROOT)."
+    media = Path(settings.MEDIA_ROOT).resolve()
+    # above the uploads it serves every user's; inside them (media/uploads/<user>), one user's
+    if media.is_relative_to(resolved) or resolved.is_relative_to(media):
+        return "The root must not hold or lie among the uploaded images (MEDIA_ROOT)."
     return None

@@ -64,8 +64,4 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['status', 'created_at'], name='description_queue_idx'),
         ),
         migrations.RunPython(fill_generation_keys, migrations.RunPython.noop, elidable=True),
-        migrations.AddConstraint(
-            model_name='description',
-            constraint=models.UniqueConstraint(condition=models.Q(('generates', True), ('status__in', ['queued', 'running'])), fields=('generation_key',), name='one_generation_in_flight'),
-        ),
     ]

@@ -45,7 +45,6 @@ FLUSH_EVERY_PIECES = 8  # write the growing text to the row every few pieces (wo
 FLUSH_EVERY_SECONDS = 0.5  # ...or this often, whichever comes first
 MAX_ATTEMPTS = 2  # a stalled description is retried once, then marked failed
 QUEUE_FULL_RETRY_SECONDS = 30  # about three generations on a CPU at today's speed
-FAIR_WINDOW = 1000  # queued generations looked at when choosing the next one
 IN_FLIGHT = (Description.Status.QUEUED, Description.Status.RUNNING)
 
 INSTRUCTION = (
@@ -67,6 +66,10 @@ class DescriptionsDisabled(Exception):
 
 class NoSuchSubject(SearchInputError):
     """The image to describe is not one of the query's (or the query has no upload)."""
+
+
+class GenerationCancelled(Exception):
+    """The row being generated was deleted (its query or user went): stop spending on it."""
 
 
 class DescriptionQueueFull(Exception):
@@ -214,7 +217,10 @@ def request_description(
             if existing is not None:
                 return existing
             if context is not None:
-                return _queue(query, image, same, shared, context)
+                queued = _queue(query, image, same, shared, context)
+                if queued is not None:
+                    return queued
+                continue  # an identical generation started and ended meanwhile: decide again
         # the context is a search: computed outside the lock, then decided again
         exclude = frozenset({image.pk}) if image is not None else frozenset()
         try:
@@ -232,7 +238,9 @@ def _existing(
     (unless regenerating), or a row following an identical one in flight; None: none."""
     pending = query.descriptions.filter(**same, status__in=IN_FLIGHT).first()
     if pending is not None:
-        return pending  # a second click while it runs
+        pending = with_stall_check(pending)  # a row following a generation catches up first
+        if not pending.finished:
+            return pending  # a second click while it runs
     if not regenerate:
         visible = Description.objects.filter(**same, status=Description.Status.DONE)
         if image is None:  # an upload is private: only its owner's descriptions are reused
@@ -246,16 +254,10 @@ def _existing(
 
 def _queue(
     query: SearchQuery, image: Image | None, same: dict, shared: str, context: dict
-) -> Description:
-    """A new generation, within the user's limit of pending ones (called under the lock)."""
-    pending = Description.objects.filter(
-        query__user=query.user_id, generates=True, status__in=IN_FLIGHT
-    ).count()
-    if pending >= settings.TINYRAG_DESCRIPTION_PENDING_MAX:
-        raise DescriptionQueueFull(
-            f"You already have {pending} descriptions waiting or being written; try again "
-            "when one of them is done."
-        )
+) -> Description | None:
+    """A new generation, within the limits (called under the user's lock); None when an
+    identical one was started and finished by someone else meanwhile."""
+    _check_room(query.user_id)
     try:
         with transaction.atomic():
             description = Description.objects.create(
@@ -268,11 +270,28 @@ def _queue(
             )
     except IntegrityError:  # another user's identical request started it a moment ago
         in_flight = _generation_in_flight(shared)
-        if in_flight is None:
-            raise
-        return _copy(query, image, same, shared, in_flight)
+        return _copy(query, image, same, shared, in_flight) if in_flight is not None else None
     transaction.on_commit(_enqueue)
     return description
+
+
+def _check_room(user_id: int) -> None:
+    """DescriptionQueueFull when the user has TINYRAG_DESCRIPTION_PENDING_MAX generations
+    queued or running, or the whole queue holds TINYRAG_DESCRIPTION_QUEUE_MAX (many free
+    accounts must not make everyone wait behind them)."""
+    pending = Description.objects.filter(
+        query__user=user_id, generates=True, status__in=IN_FLIGHT
+    ).count()
+    if pending >= settings.TINYRAG_DESCRIPTION_PENDING_MAX:
+        raise DescriptionQueueFull(
+            f"You already have {pending} descriptions waiting or being written; try again "
+            "when one of them is done."
+        )
+    queued = Description.objects.filter(generates=True, status=Description.Status.QUEUED)
+    if queued.count() >= settings.TINYRAG_DESCRIPTION_QUEUE_MAX:
+        raise DescriptionQueueFull(
+            "The server has more descriptions waiting than it can take; try again in a minute."
+        )
 
 
 def _generation_in_flight(shared: str) -> Description | None:
@@ -295,8 +314,6 @@ def _copy(
         reused_from=source,
     )
     _take_state(row, source)
-    if source.finished:
-        row.finished_at = timezone.now()
     row.save()
     return row
 
@@ -310,14 +327,14 @@ SHARED_STATE = (
     "time_to_first_token_ms",
     "tokens_per_second",
     "error",
-    "started_at",
-    "finished_at",
-)
+)  # not when it started or finished: another user's row says nothing of its owner
 
 
 def _take_state(row: Description, source: Description) -> None:
     for name in SHARED_STATE:
         setattr(row, name, getattr(source, name))
+    if row.finished and row.finished_at is None:
+        row.finished_at = timezone.now()
 
 
 def _enqueue() -> None:
@@ -326,7 +343,7 @@ def _enqueue() -> None:
     generate_description.enqueue()
 
 
-def fair_order(limit: int = FAIR_WINDOW) -> list[int]:
+def fair_order() -> list[int]:
     """Queued generations, the next to run first: each user's oldest, users with the fewest
     generations running first, then the one whose last generation started longest ago (or
     never), then the longest waiting request; a user's further requests after everyone's
@@ -334,7 +351,7 @@ def fair_order(limit: int = FAIR_WINDOW) -> list[int]:
     queued = list(
         Description.objects.filter(status=Description.Status.QUEUED, generates=True)
         .order_by("created_at", "id")
-        .values_list("pk", "query__user_id", "created_at")[:limit]
+        .values_list("pk", "query__user_id", "created_at")  # at most QUEUE_MAX (_check_room)
     )
     users = {user_id for _, user_id, _ in queued}
     stats = {
@@ -374,8 +391,11 @@ def claim_next() -> Description | None:
             attempts=F("attempts") + 1,
             updated_at=timezone.now(),
         )
-        if claimed:
-            return Description.objects.select_related("query", "image__dataset").get(pk=pk)
+        claimed = claimed and (
+            Description.objects.select_related("query", "image__dataset").filter(pk=pk).first()
+        )
+        if claimed:  # (and not deleted a moment later)
+            return claimed
     return None
 
 
@@ -402,6 +422,8 @@ def run_description(description: Description) -> Description:
         )
         if not described.text:
             raise ValueError("The model produced no text.")
+    except GenerationCancelled:
+        return description  # nobody is left to read it
     except (ModelError, DescriptionsDisabled, OSError, RuntimeError, ValueError) as exc:
         rows.update(
             status=Description.Status.FAILED,
@@ -447,7 +469,8 @@ class _RowProgress:
             len(self.pieces) - self._flushed >= FLUSH_EVERY_PIECES
             or now - self._flushed_at >= FLUSH_EVERY_SECONDS
         ):
-            self.rows.update(text=self.text, updated_at=timezone.now())
+            if not self.rows.update(text=self.text, updated_at=timezone.now()):
+                raise GenerationCancelled("the description was deleted")
             self._flushed, self._flushed_at = len(self.pieces), now
 
     def timings(self, tokens: int) -> dict:
@@ -514,12 +537,13 @@ def _replace_lost_tasks() -> None:
 
 def _waiting_tasks() -> int | None:
     from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
-
-    if type(task_backends[DEFAULT_TASK_BACKEND_ALIAS]).__name__ != "DatabaseBackend":
-        return None
+    from django_tasks_db import DatabaseBackend
     from django_tasks_db.models import DBTaskResult
 
     from search.tasks import generate_description
+
+    if not isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend):
+        return None
 
     return DBTaskResult.objects.ready().filter(task_path=generate_description.module_path).count()
 
@@ -539,7 +563,7 @@ def with_stall_check(description: Description) -> Description:
         source = with_stall_check(source)
         description.reused_from = source
         _take_state(description, source)
-        description.save(update_fields=[*SHARED_STATE, "reused_from", "updated_at"])
+        description.save(update_fields=[*SHARED_STATE, "finished_at", "reused_from", "updated_at"])
         return description
     if recover_stalled(Description.objects.filter(pk=description.pk)):
         description.refresh_from_db()
@@ -547,10 +571,13 @@ def with_stall_check(description: Description) -> Description:
 
 
 def _take_over(description: Description) -> Description:
-    """A follower whose generation is gone generates itself (or follows whoever took over
-    first)."""
+    """A follower whose generation is gone generates itself, within its owner's limits (or
+    follows whoever took over first)."""
     try:
         with transaction.atomic():
+            owner = description.query.user_id
+            get_user_model().objects.select_for_update().filter(pk=owner).first()
+            _check_room(owner)
             Description.objects.filter(pk=description.pk).update(
                 generates=True,
                 status=Description.Status.QUEUED,
@@ -564,4 +591,11 @@ def _take_over(description: Description) -> Description:
             transaction.on_commit(_enqueue)
     except IntegrityError:
         pass  # another follower took over a moment ago: follow it
+    except DescriptionQueueFull as exc:
+        Description.objects.filter(pk=description.pk).update(
+            status=Description.Status.FAILED,
+            error=f"The description it shared was deleted, and {exc}",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
     return with_stall_check(Description.objects.get(pk=description.pk))

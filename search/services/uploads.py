@@ -3,14 +3,16 @@
 An upload costs what it weighs: its size, pixel count, longest side and aspect ratio are checked
 before anything is decoded (CLIP scales the shorter side to 224, so a 200000x1 PNG of 666 bytes
 would grow to gigabytes), a JPEG is decoded at a reduced scale where it can be, and every image
-is shrunk to at most TINYRAG_UPLOAD_RESIZE_SIDE. What is stored is re-encoded from the pixels
-alone: no EXIF, GPS, XMP, ICC profile or comment of the sender's file is kept.
+is shrunk to at most TINYRAG_UPLOAD_RESIZE_SIDE right after decoding, before it is turned
+upright or converted to RGB, so that no copy is made at full size. What is stored is re-encoded
+from the pixels alone: no EXIF, GPS, XMP, ICC profile or comment of the sender's file is kept.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +25,10 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 PHOTO_FORMATS = frozenset({"JPEG", "MPO"})
 # Photos are stored as JPEG, everything else (drawings, screenshots, transparency) as PNG.
 ENCODINGS = {"JPEG": (".jpg", {"quality": 90}), "PNG": (".png", {})}
+# A full-size decode takes up to TINYRAG_UPLOAD_MAX_PIXELS x 8 bytes (RGBA and its premultiplied
+# copy for the shrink: 320 MB at 40 M pixels); gunicorn threads x that is the memory one worker
+# may need at once, so only this many decode at a time in a process, and the others wait.
+DECODE_SLOTS = threading.BoundedSemaphore(settings.TINYRAG_UPLOAD_DECODE_SLOTS)
 
 
 class UploadError(ValueError):
@@ -74,6 +80,17 @@ def _draft_size(width: int, height: int) -> tuple[int, int]:
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
+def _resamplable(img: PILImage.Image) -> PILImage.Image:
+    """`img` in a mode whose pixels can be averaged: Pillow shrinks palette and 1-bit images by
+    picking pixels (nearest neighbour), and would blend a "PA" image's palette indices."""
+    if img.mode in {"P", "PA"}:
+        transparent = img.mode == "PA" or "transparency" in img.info
+        return img.convert("RGBA" if transparent else "RGB")
+    if img.mode == "1":
+        return img.convert("L")
+    return img
+
+
 def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
     """Decode an upload into an RGB image (EXIF orientation applied, shrunk to fit
     TINYRAG_UPLOAD_RESIZE_SIDE); returns it and its format (one of ALLOWED_FORMATS).
@@ -92,10 +109,16 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
             img = PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             _check_dimensions(img.width, img.height)
             fmt = "JPEG" if img.format in PHOTO_FORMATS else img.format
-            img.seek(0)  # an animated GIF/WebP, a multi-picture JPEG: its first frame
-            if fmt == "JPEG":
-                img.draft("RGB", _draft_size(img.width, img.height))  # decode at 1/2..1/8 scale
-            img.load()
+            side = settings.TINYRAG_UPLOAD_RESIZE_SIDE
+            with DECODE_SLOTS:
+                img.seek(0)  # an animated GIF/WebP, a multi-picture JPEG: its first frame
+                if fmt == "JPEG":
+                    img.draft("RGB", _draft_size(img.width, img.height))  # at 1/2..1/8 scale
+                img.load()
+                img = _resamplable(img)
+                # in place, reducing by whole factors first; shrinks, never enlarges
+                img.thumbnail((side, side), PILImage.Resampling.LANCZOS)
+            # after the shrink, on the small image: a square bound fits either way up
             img = ImageOps.exif_transpose(img)
     except UploadError:
         raise
@@ -113,10 +136,7 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
         raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None
     from search.ml.clip import to_rgb  # lazily: importing torch is for the first search
 
-    image = to_rgb(img)
-    side = settings.TINYRAG_UPLOAD_RESIZE_SIDE
-    image.thumbnail((side, side), PILImage.Resampling.LANCZOS)  # shrinks, never enlarges
-    return image, fmt
+    return to_rgb(img), fmt
 
 
 def normalise_upload(data: bytes) -> NormalisedUpload:

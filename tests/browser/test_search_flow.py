@@ -150,3 +150,29 @@ def test_pages_and_htmx_work_under_the_content_security_policy(
     screenshots(page, "api-docs")
 
     assert csp_violations == []
+
+
+def test_a_rate_limited_search_says_so_in_the_page(
+    page, live_server, search_index, django_user_model, settings, csp_violations
+):
+    """A 429 answer to an HTMX search is swapped into the message area (htmx-config), the
+    results already on the page stay, and the message says when to try again."""
+    from playwright.sync_api import expect
+
+    settings.TINYRAG_SEARCH_RATE = "1/day"
+    django_user_model.objects.create_user("gina", password="a-long-unusual-passphrase-9")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "gina")
+    page.fill("#id_password", "a-long-unusual-passphrase-9")
+    page.get_by_role("button", name="Log in").click()
+
+    page.fill("#id_text", "lemon")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results .result")).to_have_count(10)
+    page.fill("#id_text", "a red fish")
+    page.get_by_role("button", name="Search", exact=True).click()
+    message = page.locator("#messages li.error")
+    expect(message).to_contain_text("You are searching faster than this server allows")
+    expect(page.locator("#results .result")).to_have_count(10)  # the earlier results stay
+    screenshots(page, "rate-limited")
+    assert csp_violations == []

@@ -196,3 +196,74 @@ def jpeg_bytes(dataset_imported) -> bytes:
 
     image = Image.objects.filter(split="train").select_related("dataset").first()
     return (dataset_imported / image.path).read_bytes()
+
+
+def test_deleting_the_query_stops_its_generation(
+    search_index, openai_vlm_settings, fake_vlm_server, user, monkeypatch
+):
+    fake_vlm_server.chunks = [f"word{n} " for n in range(200)]
+    query = lemon_query(user)
+    describe.request_description(query=query, image_id=images_of(query)[0])
+    pieces: list[str] = []
+    real_add = describe._RowProgress.add
+
+    def add_then_delete(progress, piece):
+        pieces.append(piece)
+        if len(pieces) == 1:
+            query.delete()  # the user deletes the query while its description is written
+        real_add(progress, piece)
+
+    monkeypatch.setattr(describe._RowProgress, "add", add_then_delete)
+    run_worker()
+    assert not Description.objects.exists()
+    # the next write found no row and the generation stopped there, not 200 pieces later
+    assert len(pieces) <= describe.FLUSH_EVERY_PIECES
+    assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+
+
+def test_a_follower_takes_over_only_within_its_owners_limit(queue, user, other_user):
+    queue.TINYRAG_DESCRIPTION_PENDING_MAX = 1
+    alice_query, bob_query = lemon_query(user), lemon_query(other_user)
+    ids = images_of(alice_query)
+    describe.request_description(query=alice_query, image_id=ids[0])
+    follower = describe.request_description(query=bob_query, image_id=ids[0])
+    describe.request_description(query=bob_query, image_id=ids[1])  # bob's one place
+    alice_query.delete()
+    follower = describe.with_stall_check(Description.objects.get(pk=follower.pk))
+    assert follower.status == "failed"
+    assert "The description it shared was deleted" in follower.error
+
+
+def test_the_whole_queue_has_a_ceiling(queue, user, other_user):
+    queue.TINYRAG_DESCRIPTION_QUEUE_MAX = 4
+    alice_query, bob_query = lemon_query(user), lemon_query(other_user)
+    for image_id in images_of(alice_query)[:3]:
+        describe.request_description(query=alice_query, image_id=image_id)
+    describe.request_description(query=bob_query, image_id=images_of(bob_query)[3])
+    with pytest.raises(describe.DescriptionQueueFull, match="more descriptions waiting"):
+        describe.request_description(query=bob_query, image_id=images_of(bob_query)[4])
+
+
+def test_a_copy_of_another_users_description_keeps_its_own_times(queue, user, other_user):
+    alice_query = lemon_query(user)
+    image_id = images_of(alice_query)[0]
+    first = describe.request_description(query=alice_query, image_id=image_id)
+    run_worker()
+    first.refresh_from_db()
+    copy = describe.request_description(query=lemon_query(other_user), image_id=image_id)
+    assert (copy.status, copy.text) == ("done", first.text)
+    assert copy.started_at is None  # when alice's ran is hers
+    assert copy.finished_at > first.finished_at
+
+
+def test_a_follower_whose_generation_finished_can_be_regenerated(queue, user, other_user):
+    alice_query, bob_query = lemon_query(user), lemon_query(other_user)
+    image_id = images_of(alice_query)[0]
+    describe.request_description(query=alice_query, image_id=image_id)
+    follower = describe.request_description(query=bob_query, image_id=image_id)
+    run_worker()  # alice's generation is done; bob's row has not been read since
+    assert Description.objects.get(pk=follower.pk).status == "queued"
+    fresh = describe.request_description(query=bob_query, image_id=image_id, regenerate=True)
+    assert fresh.pk != follower.pk
+    assert (fresh.generates, fresh.status) == (True, "queued")
+    assert Description.objects.get(pk=follower.pk).status == "done"  # caught up on the way

@@ -13,7 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("search", "0003_descriptions")]
-AFTER = [("search", "0004_fair_description_queue")]
+AFTER = [("search", "0005_one_generation_in_flight")]
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ deleted with their queries (and their users)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import runpy
 from pathlib import Path
@@ -14,9 +15,10 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import transaction
+from django.http.multipartparser import MultiPartParserError
 from django.test import RequestFactory
 from django.urls import reverse
-from PIL import ExifTags, ImageCms, ImageFile
+from PIL import ExifTags, ImageCms, ImageFile, ImageOps
 from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -163,6 +165,94 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(monkeypatch):
     # still covers and its 1/4 (750x500) does not
     assert seen == [(1500, 1000)]
     assert (image.size, fmt) == ((1024, 683), "JPEG")
+
+
+def orientated_png(size: tuple[int, int], mode: str) -> bytes:
+    """A large flat PNG of `mode` with an orientation tag saying it is shown turned a quarter;
+    the palette image's index 0 (half of it) is transparent."""
+    img = PILImage.new("RGB", size, (220, 200, 40))
+    img.paste((30, 30, 200), (0, 0, size[0] // 2, size[1]))
+    options = {}
+    if mode == "RGBA":
+        img = img.convert("RGBA")
+        img.paste((0, 0, 0, 0), (0, 0, size[0] // 2, size[1]))
+    elif mode == "P":
+        img = img.quantize(2)
+        options["transparency"] = img.getpixel((0, 0))
+    else:
+        img = img.convert(mode, dither=PILImage.Dither.NONE)  # 1-bit: blue black, yellow white
+    exif = PILImage.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    return encoded(img, "PNG", exif=exif, **options)
+
+
+@pytest.mark.parametrize(
+    ("mode", "left", "right"),
+    [
+        ("RGBA", (255, 255, 255), (220, 200, 40)),  # transparency flattened onto white
+        ("P", (255, 255, 255), (220, 200, 40)),
+        ("1", (0, 0, 0), (255, 255, 255)),
+        ("RGB", (30, 30, 200), (220, 200, 40)),
+    ],
+)
+def test_an_image_is_shrunk_before_it_is_turned_upright_or_converted(
+    monkeypatch, mode, left, right
+):
+    import search.ml.clip
+
+    received = []
+    transpose, to_rgb = ImageOps.exif_transpose, search.ml.clip.to_rgb
+    monkeypatch.setattr(
+        ImageOps, "exif_transpose", lambda img, **kw: received.append(img.size) or transpose(img)
+    )
+    monkeypatch.setattr(
+        search.ml.clip, "to_rgb", lambda img: received.append(img.size) or to_rgb(img)
+    )
+    image, fmt = read_upload(orientated_png((2048, 1536), mode))
+    # 2048x1536 fits 1024x768; the two copies (and the white background) are made at that size
+    assert received == [(1024, 768), (768, 1024)]
+    assert (image.size, image.mode, fmt) == ((768, 1024), "RGB", "PNG")
+    # turned a quarter clockwise: the image's left half is now its top half
+    assert image.getpixel((384, 100)) == left
+    assert image.getpixel((384, 900)) == right
+
+
+def test_a_palette_image_is_resampled_by_its_colours_not_its_indices():
+    # a 1-pixel black and white checkerboard: averaged it is grey, picked from it black or white
+    board = PILImage.new("1", (2048, 2048))
+    board.putdata([(x + y) % 2 * 255 for y in range(2048) for x in range(2048)])
+    for mode in ("1", "P"):
+        image, _ = read_upload(encoded(board.convert(mode), "PNG"))
+        assert image.size == (1024, 1024)
+        assert 100 <= image.getpixel((512, 512))[0] <= 155, mode
+
+
+def test_a_full_size_decode_holds_one_of_the_decode_slots(monkeypatch, settings):
+    from search.services.uploads import DECODE_SLOTS
+
+    free = []
+    load = ImageFile.ImageFile.load
+
+    def spy(self):
+        if self.width > settings.TINYRAG_UPLOAD_RESIZE_SIDE:
+            free.append(DECODE_SLOTS._value)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    slots = settings.TINYRAG_UPLOAD_DECODE_SLOTS
+    assert DECODE_SLOTS._initial_value == slots
+    read_upload(wide(3000, 2000))
+    assert free
+    assert set(free) == {slots - 1}
+    assert DECODE_SLOTS._value == slots
+
+
+def test_a_failed_decode_gives_its_slot_back(settings):
+    from search.services.uploads import DECODE_SLOTS
+
+    with pytest.raises(UploadError, match="truncated"):
+        read_upload(wide(3000, 2000)[:-100])  # its header whole, its pixels cut short
+    assert DECODE_SLOTS._value == settings.TINYRAG_UPLOAD_DECODE_SLOTS
 
 
 def test_settings_bound_sides_aspect_and_resize(settings):
@@ -364,15 +454,28 @@ def test_a_body_within_the_limit_is_parsed(settings):
     assert stream.consumed > MB
 
 
-def test_the_handler_stops_the_stream_at_the_first_chunk_past_the_limit(settings):
+@pytest.mark.parametrize("claimed", ["", "0", "1000"])
+def test_a_body_is_read_no_further_than_its_content_length(settings, claimed):
+    settings.TINYRAG_UPLOAD_MAX_BYTES = 1 * MB
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1 * MB
+    request, stream = multipart_request(3 * MB)  # over the limit, and a length that hides it
+    request.environ["CONTENT_LENGTH"] = claimed
+    request = WSGIRequest(request.environ)
+    with contextlib.suppress(MultiPartParserError):  # a body cut short at its claimed length
+        request.POST  # noqa: B018 -- parsing the body is what is tested
+    assert "image" not in request.FILES
+    assert stream.consumed <= int(claimed or 0)  # so the handler has nothing left to count
+
+
+def test_the_handler_refuses_by_content_length_and_passes_file_data_on(settings):
     settings.TINYRAG_UPLOAD_MAX_BYTES = 100_000
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 0
     handler = RequestBodyLimitHandler()
-    assert handler.handle_raw_input(None, {}, 0, b"b") is None  # no length given
-    chunk = b"\0" * 65_536
-    assert handler.receive_data_chunk(chunk, 0) is chunk  # 65,536 <= 100,000: passed on
+    assert handler.handle_raw_input(None, {}, 100_000, b"b") is None  # at the limit: parsed
     with pytest.raises(RequestDataTooBig):
-        handler.receive_data_chunk(chunk, 65_536)  # 131,072 > 100,000
+        handler.handle_raw_input(None, {}, 100_001, b"b")
+    chunk = b"\0" * 65_536
+    assert [handler.receive_data_chunk(chunk, start) for start in (0, 65_536)] == [chunk, chunk]
 
 
 def test_gunicorn_caps_the_request_line_and_headers():

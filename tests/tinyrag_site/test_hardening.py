@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from django.conf import settings as django_settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -21,6 +20,7 @@ from rest_framework.authtoken.models import Token
 
 from search.ml.names import display_model_id
 from search.models import Dataset, Description, Image, SearchQuery, SearchResult
+from search.upload_handlers import body_limit
 from tests.evaluation.test_views import make_run
 
 pytestmark = pytest.mark.django_db
@@ -401,6 +401,9 @@ def data_dirs(settings, tmp_path):
         ("data/../elsewhere", False),
         ("data/escape/etc", False),  # a symbolic link out of the data folder
         ("data", False),  # it holds the uploads (MEDIA_ROOT)
+        ("data/media", False),  # the uploads themselves
+        ("data/media/uploads/5", False),  # one user's uploads, served to every user
+        ("data/mediaeval", True),  # a sibling whose name merely begins the same
         ("relative/path", False),
     ],
 )
@@ -502,5 +505,5 @@ def test_the_proxy_sets_the_headers_the_app_trusts_and_takes_an_upload():
     assert "server web:8000;" in conf
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
-    body_limit = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1)) * 2**20
-    assert body_limit >= django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    proxy_limit = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1)) * 2**20
+    assert proxy_limit >= body_limit()  # one upload and its fields, as Django accepts them

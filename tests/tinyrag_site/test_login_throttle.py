@@ -151,3 +151,83 @@ def test_client_address(settings, rf, proxies, remote, forwarded, expected):
     settings.TINYRAG_TRUSTED_PROXIES = proxies
     request = rf.get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
     assert client_address(request) == expected
+
+
+def test_every_login_attempt_counts_against_the_address_rate(limits, user, password):
+    limits.TINYRAG_LOGIN_RATE = "3/hour"  # right or wrong, each costs a password hash
+    for _ in range(3):
+        assert logged_in(login("10.0.0.1", "alice", password)[0])
+    client, response = login("10.0.0.1", "alice", password)
+    assert response.status_code == 429
+    assert "Too many logins from your address." in response.content.decode()
+    assert logged_in(login("10.0.0.2", "alice", password)[0])
+
+
+def test_an_address_past_its_ceiling_adds_nothing_to_the_cache(limits, user):
+    from django.db import connection
+
+    def entries() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM tinyrag_cache")
+            return cursor.fetchone()[0]
+
+    for n in range(6):
+        login("10.0.0.9", f"user{n}", "guess")
+    before = entries()
+    for n in range(20):  # made-up usernames: no new (username, address) entries
+        _, response = login("10.0.0.9", f"made-up-{n}", "guess")
+        assert response.status_code == 429
+    assert entries() == before
+
+
+def test_an_ipv6_client_is_counted_by_its_64(limits, user, password):
+    for n in range(3):  # one subscriber, a fresh address of its /64 for every guess
+        login(f"2001:db8:0:7::{n + 1}", "alice", "wrong")
+    _, response = login("2001:db8:0:7::ffff", "alice", password)
+    assert response.status_code == 429
+    assert logged_in(login("2001:db8:0:8::1", "alice", password)[0])  # the next /64
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_address(limits, user, password):
+    for _ in range(3):
+        login("::ffff:10.0.0.1", "alice", "wrong")
+    _, response = login("10.0.0.1", "alice", password)
+    assert response.status_code == 429
+
+
+def test_the_password_change_page_does_not_let_a_session_guess_the_password(limits, user, password):
+    client = Client(REMOTE_ADDR="10.0.0.1")
+    client.force_login(user)
+    url = reverse("password_change")
+    new = {
+        "new_password1": "another-long-passphrase-77",
+        "new_password2": "another-long-passphrase-77",
+    }
+    for _ in range(3):
+        response = client.post(url, {"old_password": "guess", **new})
+        assert "Your old password was entered incorrectly" in response.content.decode()
+    response = client.post(url, {"old_password": password, **new})
+    assert LOCKED in response.content.decode()  # the right one too, for now
+    user.refresh_from_db()
+    assert user.check_password(password)
+
+
+def test_signups_are_limited_per_address(db, settings):
+    settings.TINYRAG_SIGNUP_RATE = "2/hour"
+    codes = []
+    for n in range(3):
+        client = Client(REMOTE_ADDR="10.0.0.1")
+        response = client.post(
+            reverse("signup"),
+            {"username": f"new{n}", "password1": "a-long-unusual-passphrase-9",
+             "password2": "a-long-unusual-passphrase-9"},
+        )  # fmt: skip
+        codes.append(response.status_code)
+    assert codes == [302, 302, 429]
+    assert "Too many accounts were created from your address" in response.content.decode()
+    other = Client(REMOTE_ADDR="10.0.0.2").post(
+        reverse("signup"),
+        {"username": "new9", "password1": "a-long-unusual-passphrase-9",
+         "password2": "a-long-unusual-passphrase-9"},
+    )  # fmt: skip
+    assert other.status_code == 302

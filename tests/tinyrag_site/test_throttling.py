@@ -145,3 +145,36 @@ def test_page_rates_are_per_user(auth_client, other_user, settings):
     for who in (auth_client, bob):
         assert who.post(reverse("search:describe", args=[1])).status_code == 404  # counted
     assert auth_client.post(reverse("search:describe", args=[1])).status_code == 429
+
+
+def test_add_is_one_insert_that_respects_live_entries_and_replaces_expired_ones():
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert cache.add("slot", 1, 3600) is True
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+    assert cache.add("slot", 2, 3600) is False  # present: left alone
+    assert cache.get("slot") == 1
+    with connection.cursor() as cursor:  # its hour passes
+        cursor.execute(
+            "UPDATE tinyrag_cache SET expires = %s WHERE cache_key = %s",
+            [timezone.now() - timedelta(seconds=1), cache.make_key("slot")],
+        )
+    assert cache.add("slot", 3, 3600) is True  # expired: replaced
+    assert cache.get("slot") == 3
+
+
+def test_add_now_and_then_deletes_every_expired_entry(monkeypatch):
+    from tinyrag_site import cache as cache_module
+
+    for name in ("old-1", "old-2"):
+        cache.add(name, 0, 3600)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tinyrag_cache SET expires = %s", [timezone.now() - timedelta(seconds=1)]
+        )
+    monkeypatch.setattr(cache_module, "PURGE_EVERY", 1)  # this time
+    cache.add("new", 0, 3600)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM tinyrag_cache")
+        assert cursor.fetchone()[0] == 1
