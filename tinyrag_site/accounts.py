@@ -6,8 +6,6 @@ Django's own (see urls.py).
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
@@ -21,12 +19,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from tinyrag_site.throttling import (
-    TOO_MANY,
     Rate,
     client_network,
     count,
     forget,
+    in_words,
     over_rate,
+    refusal,
     too_many_requests,
     uncount,
 )
@@ -40,7 +39,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":  # every account brings its own rates and queue places
         wait = over_rate("signup", request)
         if wait is not None:
-            return too_many_requests(request, TOO_MANY["signup"].format(wait=wait), wait)
+            return too_many_requests(request, refusal("signup", wait), wait)
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -105,7 +104,7 @@ class LoginThrottle:
 
     @property
     def message(self) -> str:
-        return f"{self.refusal} Try again in {max(1, math.ceil(self.retry_after / 60))} minutes."
+        return f"{self.refusal} Try again in {in_words(self.retry_after)}."
 
     def succeeded(self) -> None:
         """The password was right: the pair starts afresh and the address keeps its place."""

@@ -174,11 +174,25 @@ class DescribeRateThrottle(SharedRateThrottle):
 
 
 TOO_MANY = {
-    "search": "You are searching faster than this server allows; try again in {wait} s.",
+    "search": "You are searching faster than this server allows; try again in {wait}.",
     "describe": "You are asking for descriptions faster than this server allows; "
-    "try again in {wait} s.",
-    "signup": "Too many accounts were created from your address; try again in {wait} s.",
+    "try again in {wait}.",
+    "signup": "Too many accounts were created from your address; try again in {wait}.",
 }
+
+
+def refusal(scope: str, wait: int) -> str:
+    """The message of a refused request: what was refused, and when to try again."""
+    return TOO_MANY[scope].format(wait=in_words(wait))
+
+
+def in_words(seconds: int) -> str:
+    """A wait for people: "40 seconds", "3 minutes", "2 hours" (rounded up)."""
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 90 * 60:
+        return f"{math.ceil(seconds / 60)} minutes"
+    return f"{math.ceil(seconds / 3600)} hours"
 
 
 def too_many_requests(request: HttpRequest, message: str, retry_after: int) -> HttpResponse:
@@ -204,7 +218,7 @@ def rate_limited(scope: str):
         def wrapper(request: HttpRequest, *args, **kwargs):
             wait = over_rate(scope, request)
             if wait is not None:
-                return too_many_requests(request, TOO_MANY[scope].format(wait=wait), wait)
+                return too_many_requests(request, refusal(scope, wait), wait)
             return view(request, *args, **kwargs)
 
         return wrapper

@@ -178,3 +178,14 @@ def test_add_now_and_then_deletes_every_expired_entry(monkeypatch):
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM tinyrag_cache")
         assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(1, "1 second"), (45, "45 seconds"), (89, "89 seconds"), (90, "2 minutes"),
+     (900, "15 minutes"), (5399, "90 minutes"), (5400, "2 hours"), (86400, "24 hours")],
+)  # fmt: skip
+def test_waits_are_said_in_words(seconds, words):
+    from tinyrag_site.throttling import in_words
+
+    assert in_words(seconds) == words
