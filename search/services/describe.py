@@ -45,6 +45,7 @@ FLUSH_EVERY_PIECES = 8  # write the growing text to the row every few pieces (wo
 FLUSH_EVERY_SECONDS = 0.5  # ...or this often, whichever comes first
 MAX_ATTEMPTS = 2  # a stalled description is retried once, then marked failed
 QUEUE_FULL_RETRY_SECONDS = 30  # about three generations on a CPU at today's speed
+LOST_TASK_GRACE_SECONDS = 10  # from a row's commit to its task's: a moment, not seconds
 IN_FLIGHT = (Description.Status.QUEUED, Description.Status.RUNNING)
 
 INSTRUCTION = (
@@ -526,12 +527,15 @@ def recover_stalled(queryset=None) -> int:
 
 def _replace_lost_tasks() -> None:
     """As many waiting tasks as queued generations (the database task backend; other
-    backends keep their queue in a broker that does not lose tasks)."""
+    backends keep their queue in a broker that does not lose tasks). A generation queued in
+    the last LOST_TASK_GRACE_SECONDS may not have its task yet (it is enqueued once the
+    row's transaction commits): only older ones are taken for lost."""
     waiting = _waiting_tasks()
     if waiting is None:
         return
-    queued = Description.objects.filter(status=Description.Status.QUEUED, generates=True).count()
-    for _ in range(queued - waiting):
+    queued = Description.objects.filter(status=Description.Status.QUEUED, generates=True)
+    grace = timezone.now() - timedelta(seconds=LOST_TASK_GRACE_SECONDS)
+    for _ in range(min(queued.count() - waiting, queued.filter(updated_at__lt=grace).count())):
         _enqueue()
 
 

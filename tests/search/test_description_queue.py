@@ -184,6 +184,10 @@ def test_a_queued_row_whose_task_was_lost_gets_one(queue, user):
     description = describe.request_description(query=query, image_id=images_of(query)[0])
     DBTaskResult.objects.all().delete()  # the task is gone (a flushed queue, a restore)
     describe.with_stall_check(Description.objects.get(pk=description.pk))
+    assert waiting_tasks() == 0  # a moment after its request: its task may be on its way
+    a_minute_ago = timezone.now() - timedelta(seconds=60)
+    Description.objects.filter(pk=description.pk).update(updated_at=a_minute_ago)
+    describe.with_stall_check(Description.objects.get(pk=description.pk))
     assert waiting_tasks() == 1
     run_worker()
     description.refresh_from_db()
