@@ -12,10 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -145,61 +141,14 @@ def text_search(base: str, token: str, text: str, *, top_k: int = 10, timeout: f
         return 0, str(exc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4) -> Iterator[str]:
-    """The site under gunicorn; yields its base URL once /healthz answers. Its log goes to
-    gunicorn.log in TINYRAG_DATA_DIR (a pipe nobody reads would fill up and stall it)."""
-    port = free_port()
-    log_path = Path(env["TINYRAG_DATA_DIR"]) / "gunicorn.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("w")
-    server_env = {
-        **os.environ,
-        **env,
-        "TINYRAG_BIND": f"127.0.0.1:{port}",
-        "TINYRAG_WEB_WORKERS": str(workers),
-        "TINYRAG_WEB_THREADS": str(threads),
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "tinyrag_site.wsgi",
-            "-c",
-            "deploy/gunicorn.conf.py",
-            "--access-logfile",
-            "/dev/null",
-        ],
-        cwd=ROOT,
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not answer /healthz within 60 s") from None
-                time.sleep(0.3)
+    """The site under gunicorn; yields its base URL once it answers. Its log goes to
+    gunicorn.log in TINYRAG_DATA_DIR."""
+    from tests.fixtures.site import gunicorn as run_gunicorn
+
+    log = Path(env["TINYRAG_DATA_DIR"]) / "gunicorn.log"
+    with run_gunicorn(
+        env, workers=workers, threads=threads, log=log, args=("--access-logfile", "/dev/null")
+    ) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()

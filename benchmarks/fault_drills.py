@@ -36,12 +36,12 @@ if str(ROOT) not in sys.path:
 from benchmarks._server import (  # noqa: E402
     bench_environment,
     embedding_like,
-    free_port,
     gunicorn,
     publish_world,
     setup_django,
     text_search,
 )
+from tests.fixtures.http import unused_port  # noqa: E402
 
 
 class Postgres:
@@ -51,7 +51,7 @@ class Postgres:
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not bins:
             raise SystemExit("PostgreSQL server binaries not found (apt-get install postgresql)")
-        self.bin, self.folder, self.port = bins[-1].parent, folder, free_port()
+        self.bin, self.folder, self.port = bins[-1].parent, folder, unused_port()
         self.as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres")
