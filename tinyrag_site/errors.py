@@ -1,5 +1,5 @@
-"""The site's 500 handler: a lost database is a 503 ("try again shortly"), not a crash, and
-any other failure under /api/ is a 500 in the API's error format.
+"""The site's 500 handler: a lost database or shared cache is a 503 ("try again shortly"), not
+a crash, and any other failure under /api/ is a 500 in the API's error format.
 
 Django calls `handler500` inside the `except` block of whatever failed, so `sys.exc_info()`
 still names the exception. When the database is down or restarting (PostgreSQL restarted, a
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = "The database is unavailable; try again in a few seconds."
+CACHE_UNAVAILABLE = "The shared cache is unavailable; try again in a few seconds."
 SERVER_ERROR = "The server failed to answer this request; the error is logged."
 
 
@@ -41,19 +42,30 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return not check_database().ok
 
 
+def cache_unavailable(exc: BaseException | None) -> bool:
+    """Redis (TINYRAG_CACHE_URL=redis://...) refused, dropped or timed out the connection:
+    every rate-limited request fails the same way until it is back."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     exc = sys.exc_info()[1]
     api = request.path.startswith("/api/")
-    if not database_unavailable(exc):
-        if api:  # a client of the API reads its error format, never an HTML page
-            return JsonResponse(error_body("server_error", SERVER_ERROR), status=500)
-        return django_server_error(request)
-    logger.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
-    if api:
-        response = JsonResponse(error_body("unavailable", DATABASE_UNAVAILABLE), status=503)
+    if database_unavailable(exc):
+        message = DATABASE_UNAVAILABLE
+    elif cache_unavailable(exc):
+        message = CACHE_UNAVAILABLE
+    elif api:  # a client of the API reads its error format, never an HTML page
+        return JsonResponse(error_body("server_error", SERVER_ERROR), status=500)
     else:
-        response = HttpResponse(
-            render_to_string("503.html", {"message": DATABASE_UNAVAILABLE}), status=503
-        )
+        return django_server_error(request)
+    logger.warning("%s %s", message, str(exc).splitlines()[0] if str(exc) else repr(exc))
+    if api:
+        response = JsonResponse(error_body("unavailable", message), status=503)
+    else:
+        response = HttpResponse(render_to_string("503.html", {"message": message}), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -96,3 +96,25 @@ def test_a_schema_error_with_the_database_up_is_a_500_not_an_outage(clients, mon
     response = session.get("/history/")
     assert response.status_code == 500
     assert "Retry-After" not in response
+
+
+def test_pages_and_api_answer_503_while_the_shared_cache_is_down(clients, settings):
+    """Redis for many machines (TINYRAG_CACHE_URL=redis://...), not answering: the limits
+    that count in it cannot, and the client is told to come back, not shown a crash."""
+    session, api = clients
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{unused_port()}/0",
+        }
+    }
+    page = session.post("/search/", {"text": "lemon", "top_k": 3})
+    assert page.status_code == 503
+    assert "The shared cache is unavailable" in page.content.decode()
+    assert page["Retry-After"] == "5"
+    response = api.get("/api/v1/queries/")
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "unavailable",
+        "message": "The shared cache is unavailable; try again in a few seconds.",
+    }
