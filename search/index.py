@@ -255,17 +255,23 @@ class FlatView:
         return top.values.numpy(), self.ids[top.indices.numpy()]
 
 
+# Index errors reach pages and API answers: they name files within TINYRAG_INDEX_DIR, never
+# the server's paths (`manage.py doctor` shows where TINYRAG_INDEX_DIR is).
+
+
 def read_manifest(index_dir: Path, name: str) -> IndexManifest:
     path = index_dir / name / "manifest.json"
     if not path.is_file():
         raise IndexNotFoundError(
-            f"no index named {name!r} in {index_dir}; build it with: "
+            f"no index named {name!r} in TINYRAG_INDEX_DIR; build it with: "
             f"python manage.py build_index --name {name}"
         )
     try:
         return IndexManifest.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError) as exc:
-        raise IndexCorruptError(f"{path} is unreadable ({exc}); rebuild the index") from None
+        raise IndexCorruptError(
+            f"{name}/manifest.json is unreadable ({exc}); rebuild the index"
+        ) from None
 
 
 def load_index(index_dir: Path, name: str) -> LoadedIndex:
@@ -274,8 +280,9 @@ def load_index(index_dir: Path, name: str) -> LoadedIndex:
     try:
         index = faiss.read_index(str(folder / "index.faiss"))
     except RuntimeError as exc:
+        reason = str(exc).splitlines()[0].replace(str(folder), name)
         raise IndexCorruptError(
-            f"{folder / 'index.faiss'} cannot be read ({str(exc).splitlines()[0]}); "
+            f"{name}/index.faiss cannot be read ({reason}); "
             f"rebuild it with: python manage.py build_index --name {name}"
         ) from None
     if index.ntotal != manifest.count or index.d != manifest.dim:

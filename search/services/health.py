@@ -36,8 +36,8 @@ def check_index() -> Check:
     try:
         service = get_index_service()
         manifest = service.get().manifest
-    except SearchIndexError as exc:
-        return Check("index", False, str(exc))
+    except SearchIndexError as exc:  # staff and doctor only: where the folder is, too
+        return Check("index", False, f"{exc} (TINYRAG_INDEX_DIR={settings.TINYRAG_INDEX_DIR})")
     if manifest.model_id != settings.TINYRAG_CLIP_MODEL:
         return Check(
             "index",

@@ -136,15 +136,19 @@ def test_staged_but_unpublished_build_is_invisible(tmp_path):
 
 
 def test_missing_index_says_how_to_build_it(tmp_path):
-    with pytest.raises(fi.IndexNotFoundError, match="build_index --name nope"):
+    with pytest.raises(fi.IndexNotFoundError, match="build_index --name nope") as caught:
         IndexService(tmp_path, "nope").get()
+    # pages and API answers show it: the folder by its setting, not the server's path
+    assert "no index named 'nope' in TINYRAG_INDEX_DIR" in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
 
 
 def test_corrupt_index_file_is_refused(tmp_path):
     link = publish(tmp_path, clustered(10, 16), np.arange(10, dtype=np.int64))
     (link / "index.faiss").write_bytes(b"\x00" * 100)
-    with pytest.raises(fi.IndexCorruptError, match="cannot be read"):
+    with pytest.raises(fi.IndexCorruptError, match="idx/index.faiss cannot be read") as caught:
         IndexService(tmp_path, "idx").get()
+    assert str(tmp_path) not in str(caught.value)
 
 
 def test_manifest_that_disagrees_with_the_index_is_refused(tmp_path):
