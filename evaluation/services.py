@@ -101,10 +101,7 @@ class EvaluationConfig:
             )
         if self.split not in Image.Split.values:
             raise EvaluationError(f"split must be one of {', '.join(Image.Split.values)}")
-        if not self.ks or any(not 1 <= k <= ks_max() for k in self.ks):
-            raise EvaluationError(
-                f"k values must be positive integers up to {ks_max()}, e.g. 1,5,10"
-            )
+        check_ks(self.ks)
         for name, value in (("sample", self.sample), ("rag sample", self.rag_sample)):
             if value is not None and not 1 <= value <= SAMPLE_MAX:
                 raise EvaluationError(
@@ -140,9 +137,12 @@ class EvaluationConfig:
         return cls(**known)
 
 
-def ks_max() -> int:
-    """The largest cut-off k of a run: a search's own limit (TINYRAG_TOP_K_MAX)."""
-    return settings.TINYRAG_TOP_K_MAX
+def check_ks(ks: Sequence[int], *, given: str = "e.g. 1,5,10") -> None:
+    """EvaluationError unless every cut-off k is one a search can return: 1 up to its own
+    limit, TINYRAG_TOP_K_MAX."""
+    limit = settings.TINYRAG_TOP_K_MAX
+    if not ks or any(not 1 <= k <= limit for k in ks):
+        raise EvaluationError(f"k values must be positive integers up to {limit}, {given}")
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -153,8 +153,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
         raise EvaluationError(
             f"k values are comma-separated integers, e.g. 1,5,10; got {text!r}"
         ) from None
-    if not ks or any(not 1 <= k <= ks_max() for k in ks):
-        raise EvaluationError(f"k values must be positive integers up to {ks_max()}; got {text!r}")
+    check_ks(ks, given=f"got {text!r}")
     return tuple(sorted(set(ks)))
 
 

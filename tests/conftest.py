@@ -17,6 +17,17 @@ PASSWORD = "correct-horse-battery-staple-42"
 
 
 @pytest.fixture
+def fresh_throttle_state():
+    """Rate limits and login throttles count in the (database) cache, keyed by user id or
+    address: ids and addresses repeat across tests, so these start and end with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
 def password() -> str:
     return PASSWORD
 

@@ -211,9 +211,7 @@ def request_description(
     context: dict | None = None if context_mode == Description.Context.RETRIEVED else {}
     while True:
         with transaction.atomic():
-            # One user's requests decide one at a time, in any web worker (a row lock on
-            # PostgreSQL; SQLite's transactions take the write lock when they begin).
-            get_user_model().objects.select_for_update().filter(pk=query.user_id).first()
+            _lock_user(query.user_id)
             existing = _existing(query, image, same, shared, regenerate=regenerate)
             if existing is not None:
                 return existing
@@ -274,6 +272,12 @@ def _queue(
         return _copy(query, image, same, shared, in_flight) if in_flight is not None else None
     transaction.on_commit(_enqueue)
     return description
+
+
+def _lock_user(user_id: int) -> None:
+    """Within a transaction: the user's requests decide one at a time, in any web worker (a
+    row lock on PostgreSQL; SQLite's transactions take the write lock when they begin)."""
+    get_user_model().objects.select_for_update().filter(pk=user_id).first()
 
 
 def _check_room(user_id: int) -> None:
@@ -580,7 +584,7 @@ def _take_over(description: Description) -> Description:
     try:
         with transaction.atomic():
             owner = description.query.user_id
-            get_user_model().objects.select_for_update().filter(pk=owner).first()
+            _lock_user(owner)
             _check_room(owner)
             Description.objects.filter(pk=description.pk).update(
                 generates=True,

@@ -52,6 +52,15 @@ def screenshots(page, name: str) -> None:
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
+def log_in_new_user(page, live_server, django_user_model, username: str) -> None:
+    """A user made for the test, logged in through the login page."""
+    django_user_model.objects.create_user(username, password="a-long-unusual-passphrase-9")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "a-long-unusual-passphrase-9")
+    page.get_by_role("button", name="Log in").click()
+
+
 def test_signup_search_upload_and_history(
     page, live_server, search_index, tmp_path, csp_violations
 ):
@@ -104,11 +113,7 @@ def test_pages_and_htmx_work_under_the_content_security_policy(
 ):
     from playwright.sync_api import expect
 
-    django_user_model.objects.create_user("frank", password="a-long-unusual-passphrase-9")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "frank")
-    page.fill("#id_password", "a-long-unusual-passphrase-9")
-    page.get_by_role("button", name="Log in").click()
+    log_in_new_user(page, live_server, django_user_model, "frank")
     expect(page.locator("header")).to_contain_text("Signed in as frank")
 
     # HTMX: the results swap in, the indicator's style comes from app.css, not an injected <style>
@@ -160,11 +165,7 @@ def test_a_rate_limited_search_says_so_in_the_page(
     from playwright.sync_api import expect
 
     settings.TINYRAG_SEARCH_RATE = "1/day"
-    django_user_model.objects.create_user("gina", password="a-long-unusual-passphrase-9")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "gina")
-    page.fill("#id_password", "a-long-unusual-passphrase-9")
-    page.get_by_role("button", name="Log in").click()
+    log_in_new_user(page, live_server, django_user_model, "gina")
 
     page.fill("#id_text", "lemon")
     page.get_by_role("button", name="Search", exact=True).click()

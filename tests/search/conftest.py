@@ -37,14 +37,6 @@ def api_token(user) -> str:
 
 
 @pytest.fixture
-def fresh_throttle_state():
-    """Throttle history lives in the cache, keyed by user id: ids repeat across tests."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
 def api_rate(settings):
     """Set every per-user rate (API requests, searches, descriptions), e.g. api_rate("3/minute"),
     with fresh counters."""

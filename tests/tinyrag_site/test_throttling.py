@@ -17,14 +17,7 @@ from django.utils import timezone
 from tinyrag_site.settings import cache_from_url
 from tinyrag_site.throttling import Rate, count
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_state")]
 
 
 @pytest.mark.parametrize(
