@@ -179,7 +179,8 @@ TINYRAG_TRUSTED_PROXIES = env_int("TINYRAG_TRUSTED_PROXIES", 0)
 
 # Shared state of every web worker and machine (login throttles, rate limits): the database
 # cache by default (`manage.py createcachetable`; nothing else to run), `redis://host:6379/0`
-# for many machines. tinyrag_site.cache.DatabaseCache is Django's with an atomic incr().
+# for many machines. tinyrag_site.cache.DatabaseCache is Django's with an atomic incr() and an
+# add() that does not count the whole table.
 # https://docs.djangoproject.com/en/5.2/topics/cache/
 TINYRAG_CACHE_URL = env_str("TINYRAG_CACHE_URL", "db://tinyrag_cache")
 
@@ -338,8 +339,8 @@ TINYRAG_UPLOAD_MAX_ASPECT = env_int("TINYRAG_UPLOAD_MAX_ASPECT", 20)
 TINYRAG_UPLOAD_RESIZE_SIDE = env_int("TINYRAG_UPLOAD_RESIZE_SIDE", 1024)
 TINYRAG_UPLOAD_DECODE_SLOTS = env_int("TINYRAG_UPLOAD_DECODE_SLOTS", 2)  # per process
 # Request bodies: form fields and JSON (a few kB here) up to 1 MB; file data past 2.5 MB spools
-# to a temporary file; a multipart body over one upload plus its fields is refused as it
-# arrives (search/upload_handlers.py). Django's deployment checklist:
+# to a temporary file; a multipart body over one upload plus its fields is refused from its
+# Content-Length, before it is read (search/upload_handlers.py). Django's deployment checklist:
 # https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
