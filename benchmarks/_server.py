@@ -76,8 +76,8 @@ def embedding_like(n: int, dim: int, *, classes: int = 200, latent: int = 32, se
 def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
     """One `Image` row per vector (200 classes) and a published flat index named "bench"
     over `vectors`, keyed by those rows. Needs `setup_django` first."""
-    from search import index as fi
-    from search.models import Dataset, Image, ImageClass
+    from search.catalog.models import Dataset, Image, ImageClass
+    from search.index import service as fi
 
     n = len(vectors)
     dataset = Dataset.objects.create(name="bench", root=str(workdir), source="imagefolder")

@@ -90,7 +90,7 @@ def timed(search, queries: np.ndarray) -> list[float]:
 def bench_faiss(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, hard: tuple) -> None:
     import faiss
 
-    from search.index import FlatView, IndexType, build_faiss_index
+    from search.index.service import FlatView, IndexType, build_faiss_index
 
     flat, _ = build_faiss_index(vectors, ids, IndexType.FLAT)
     _, exact = flat.search(queries, 10)
@@ -123,7 +123,7 @@ def bench_faiss(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, hard:
 def bench_service(queries: int) -> None:
     from django.contrib.auth import get_user_model
 
-    from search.services.search import text_search
+    from search.queries.services import text_search
 
     user = get_user_model().objects.create_user("bench", password="bench-password-123")
     text_search(user=user, text="warm up", top_k=10)  # loads CLIP and the index

@@ -26,7 +26,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 from transformers import CLIPImageProcessor
-from search.services.uploads import UploadError, read_upload
+from search.queries.uploads import UploadError, read_upload
 
 processor = CLIPImageProcessor()  # clip-ViT-B-32's: shortest side 224, centre crop 224
 data = sys.stdin.buffer.read()

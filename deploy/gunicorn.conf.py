@@ -26,6 +26,6 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def post_worker_init(worker):
     """Load the index and CLIP before the first request, not during it."""
     if os.environ.get("TINYRAG_WARM_UP", "1") != "0":
-        from search.services.health import warm_up
+        from search.ops.health import warm_up
 
         warm_up(between=worker.notify)  # heartbeat: loading may take longer than `timeout`

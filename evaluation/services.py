@@ -39,11 +39,12 @@ from tqdm import tqdm
 
 from evaluation import metrics
 from evaluation.models import EvaluationRun
-from search.index import SearchIndexError, get_index_service
+from search.catalog.models import Dataset, Image, ImageClass
+from search.catalog.selectors import image_file_path
+from search.descriptions.models import Description
+from search.index.service import SearchIndexError, get_index_service
 from search.ml.batches import ImageFile, pixel_batches
 from search.ml.errors import ModelError
-from search.models import Dataset, Description, Image, ImageClass
-from search.selectors import image_file_path
 
 MODES = ("image", "text", "zeroshot", "rag")
 RAG_CONTEXTS = tuple(Description.Context.values)  # ("retrieved", "none")
@@ -494,7 +495,7 @@ class Evaluation:
     @functools.cached_property
     def class_text_vectors(self) -> np.ndarray:
         """Every class name through search's own text path (prompt template, encoder check)."""
-        from search.services.retrieval import embed_text
+        from search.queries.retrieval import embed_text
 
         vectors = [
             embed_text(c.name, self.index).vector
@@ -571,8 +572,8 @@ class Evaluation:
         self.per_class["zeroshot"] = sorted(rows, key=lambda r: r["wnid"])
 
     def measure_rag(self) -> None:
+        from search.descriptions.services import PROMPT_VERSION, build_prompt
         from search.ml.vlm import GenerationError, get_describer
-        from search.services.describe import PROMPT_VERSION, build_prompt
 
         describer = get_describer()
         if describer is None:
@@ -655,7 +656,7 @@ class Evaluation:
 
     def _rag_context(self, pixels: PILImage.Image, image_id: int) -> dict:
         """The product's RAG context, the image left out of its own neighbours."""
-        from search.services import describe
+        from search.descriptions import services as describe
 
         return describe.retrieved_context(
             pixels, k=settings.TINYRAG_RAG_K, exclude_ids=frozenset({image_id}), index=self.index

@@ -26,7 +26,8 @@ from evaluation.services import (
     parse_ks,
     request_run,
 )
-from search.models import Description, Image
+from search.catalog.models import Image
+from search.descriptions.models import Description
 
 RUNS_SHOWN = 200  # the newest; older runs stay in the admin
 RAG_EXAMPLES = 24  # descriptions shown on the page; the JSON download has them all

@@ -10,8 +10,10 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path, re_path, register_converter
 
-from search import api
-from search.api_errors import not_found
+from search.catalog import api as catalog_api
+from search.descriptions import api as descriptions_api
+from search.queries import api as queries_api
+from search.web.api_errors import not_found
 
 PK_MAX = 2**63 - 1  # a 64-bit primary key column: a larger id must be a 404, not a DB error
 
@@ -36,26 +38,36 @@ register_converter(PrimaryKeyConverter, "id64")
 app_name = "api"
 
 urlpatterns = [
-    path("search/text", login_not_required(api.TextSearchApi.as_view()), name="search-text"),
-    path("search/image", login_not_required(api.ImageSearchApi.as_view()), name="search-image"),
-    path("queries/", login_not_required(api.QueryListApi.as_view()), name="queries"),
-    path("queries/<id64:id>", login_not_required(api.QueryDetailApi.as_view()), name="query"),
+    path(
+        "search/text", login_not_required(queries_api.TextSearchApi.as_view()), name="search-text"
+    ),
+    path(
+        "search/image",
+        login_not_required(queries_api.ImageSearchApi.as_view()),
+        name="search-image",
+    ),
+    path("queries/", login_not_required(queries_api.QueryListApi.as_view()), name="queries"),
+    path(
+        "queries/<id64:id>", login_not_required(queries_api.QueryDetailApi.as_view()), name="query"
+    ),
     path(
         "queries/<id64:id>/rerun",
-        login_not_required(api.QueryRerunApi.as_view()),
+        login_not_required(queries_api.QueryRerunApi.as_view()),
         name="query-rerun",
     ),
     path(
         "queries/<id64:id>/descriptions",
-        login_not_required(api.DescriptionCreateApi.as_view()),
+        login_not_required(descriptions_api.DescriptionCreateApi.as_view()),
         name="query-descriptions",
     ),
     path(
         "descriptions/<id64:id>",
-        login_not_required(api.DescriptionDetailApi.as_view()),
+        login_not_required(descriptions_api.DescriptionDetailApi.as_view()),
         name="description",
     ),
-    path("images/<id64:id>", login_not_required(api.ImageDetailApi.as_view()), name="image"),
-    path("classes/", login_not_required(api.ClassListApi.as_view()), name="classes"),
+    path(
+        "images/<id64:id>", login_not_required(catalog_api.ImageDetailApi.as_view()), name="image"
+    ),
+    path("classes/", login_not_required(catalog_api.ClassListApi.as_view()), name="classes"),
     re_path(r"", login_not_required(not_found), name="not-found"),
 ]

@@ -2,8 +2,8 @@ from django.apps import AppConfig
 
 
 class SearchConfig(AppConfig):
+    """The product's own app: it owns no models now (catalog, queries and descriptions do), but
+    keeps the migrations that created their tables, the template tags and the URL assembly."""
+
     name = "search"
     verbose_name = "Search"
-
-    def ready(self) -> None:
-        from search import signals  # noqa: F401 -- connects the receivers

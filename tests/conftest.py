@@ -63,7 +63,7 @@ def tinyimagenet_zip(synthetic_tinyimagenet, tmp_path_factory):
 @pytest.fixture
 def prepared_root(tinyimagenet_zip, tmp_path):
     """A fresh, prepared copy of the synthetic dataset (function scope: tests may damage it)."""
-    from search.datasets.tinyimagenet import prepare
+    from search.catalog.datasets.tinyimagenet import prepare
 
     root = tmp_path / "tiny-imagenet-200"
     prepare(root, tinyimagenet_zip)
@@ -72,7 +72,7 @@ def prepared_root(tinyimagenet_zip, tmp_path):
 
 @pytest.fixture
 def expectations(synthetic_tinyimagenet):
-    from search.datasets.tinyimagenet import Expectations
+    from search.catalog.datasets.tinyimagenet import Expectations
 
     d = synthetic_tinyimagenet
     return Expectations(
@@ -89,7 +89,7 @@ def dataset_imported(prepared_root, clip_settings, tmp_path, db):
     ("tiny") and uploads go to this test's tmp_path."""
     from django.core.management import call_command
 
-    from search.index import clear_index_services
+    from search.index.service import clear_index_services
 
     clip_settings.TINYRAG_INDEX_DIR = tmp_path / "vector_db"
     clip_settings.TINYRAG_INDEX_NAME = "tiny"

@@ -1,12 +1,14 @@
-"""Account pages beyond Django's own: sign-up, and logins that throttle guessing.
+"""Accounts: sign-up, logins that throttle guessing, the profile page with the API token.
 
 Log in and password change are Django's views with the throttle; log out (POST only) is
-Django's own (see urls.py).
+Django's own (see urls.py). A password change also replaces the API token
+(tinyrag_site/signals.py).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -14,9 +16,12 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
 
 from tinyrag_site.throttling import (
     Rate,
@@ -188,3 +193,21 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def get_form_kwargs(self):
         return {**super().get_form_kwargs(), "request": self.request}
+
+
+def rotate_api_token(*, user) -> Token:
+    """A new API token for `user`; the old key stops working at once."""
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        return Token.objects.create(user=user)
+
+
+@never_cache  # the page shows the API token: never kept by a browser or a proxy
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        rotate_api_token(user=request.user)
+        messages.success(request, "A new API token was created; the old one no longer works.")
+        return redirect("profile")
+    token, _ = Token.objects.get_or_create(user=request.user)
+    return render(request, "search/profile.html", {"token": token})

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.defaults import server_error as django_server_error
 
-from search.api_errors import error_body
+from search.web.api_errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def database_unavailable(exc: BaseException | None) -> bool:
     """
     if not isinstance(exc, (OperationalError, InterfaceError)):
         return False
-    from search.services.health import check_database
+    from search.ops.health import check_database
 
     return not check_database().ok
 

@@ -92,7 +92,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_tasks",
     "django_tasks_db",
+    "tinyrag_site",
     "search",
+    "search.catalog",
+    "search.index",
+    "search.queries",
+    "search.descriptions",
+    "search.ops",
     "evaluation",
 ]
 
@@ -345,7 +351,7 @@ TINYRAG_UPLOAD_DECODE_SLOTS = env_int("TINYRAG_UPLOAD_DECODE_SLOTS", 2)  # per p
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_HANDLERS = [
-    "search.upload_handlers.RequestBodyLimitHandler",
+    "search.queries.upload_handlers.RequestBodyLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -370,12 +376,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "search.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "search.web.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's parsers, with a JSON one that answers any undecodable document (100 kB of "[")
     # with a 400: a session's CSRF check parses the body of every POST, whatever the view reads.
     "DEFAULT_PARSER_CLASSES": [
-        "search.api_errors.SafeJSONParser",
+        "search.web.api_errors.SafeJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -390,8 +396,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "DescriptionContextEnum": "search.models.Description.Context",
-        "DescriptionStatusEnum": "search.models.Description.Status",
+        "DescriptionContextEnum": "search.descriptions.models.Description.Context",
+        "DescriptionStatusEnum": "search.descriptions.models.Description.Status",
     },
 }
 

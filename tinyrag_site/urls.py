@@ -7,7 +7,8 @@ from django.urls import include, path
 from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from tinyrag_site import accounts, health
+from search.ops import views as health
+from tinyrag_site import accounts
 
 account_patterns = [
     # Account pages are never stored by a browser or a proxy (OWASP Session Management): the
@@ -25,6 +26,7 @@ account_patterns = [
         never_cache(auth_views.PasswordChangeDoneView.as_view()),
         name="password_change_done",
     ),
+    path("profile/", accounts.profile, name="profile"),
 ]
 
 # The admin's login goes through the same throttle (ThrottledModelBackend) and says so.

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from search.models import Image, SearchQuery
+from search.catalog.models import Image
+from search.queries.models import SearchQuery
 from tests.evaluation.test_views import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

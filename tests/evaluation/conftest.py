@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from PIL import Image
 
-from search.index import clear_index_services
+from search.index.service import clear_index_services
 from tests.fixtures.tinyimagenet import (
     SyntheticTinyImageNet,
     build_tinyimagenet,
@@ -60,7 +60,7 @@ def solid_zip(tmp_path_factory):
 @pytest.fixture
 def solid_dataset(solid_zip, clip_settings, tmp_path):
     """The solid-colour dataset prepared and imported; the index folder in this test's tmp."""
-    from search.datasets.tinyimagenet import prepare
+    from search.catalog.datasets.tinyimagenet import prepare
 
     root = tmp_path / "tiny-imagenet-200"
     prepare(root, solid_zip)

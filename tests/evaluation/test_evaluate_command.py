@@ -17,9 +17,10 @@ from django.core.management.base import CommandError
 from PIL import Image as PILImage
 
 from evaluation.models import EvaluationRun
+from search.catalog.models import Image, ImageClass
+from search.descriptions.services import build_prompt
 from search.ml.registry import get_clip_embedder
-from search.models import Image, ImageClass, SearchQuery
-from search.services.describe import build_prompt
+from search.queries.models import SearchQuery
 from tests.evaluation.conftest import INDEX_NAME, build, evaluate
 
 pytestmark = pytest.mark.django_db

@@ -17,9 +17,10 @@ from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from search.catalog.models import Image
 from search.ml.registry import get_clip_embedder
-from search.models import Image, SearchQuery, SearchResult
-from search.services.search import text_search
+from search.queries.models import SearchQuery, SearchResult
+from search.queries.services import text_search
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_state")]
 

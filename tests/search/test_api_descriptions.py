@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
-from search.models import Description
+from search.descriptions.models import Description
 from tests.search.test_api import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)

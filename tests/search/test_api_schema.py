@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 
-from search.models import ImageClass
+from search.catalog.models import ImageClass
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

@@ -8,8 +8,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from search.models import SearchQuery
-from search.services import search as search_service
+from search.queries import services as search_service
+from search.queries.models import SearchQuery
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
-from search import index as fi
-from search.models import Image
+from search.catalog.models import Image
+from search.index import service as fi
 from tests.fixtures.http import unused_port
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
-from search import index as fi
-from search.models import Image
-from search.services import indexing
-from search.services.retrieval import search_image, search_text
+from search.catalog.models import Image
+from search.index import build as indexing
+from search.index import service as fi
+from search.queries.retrieval import search_image, search_text
 
 pytestmark = pytest.mark.django_db
 

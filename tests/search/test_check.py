@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from search.datasets.tinyimagenet import check
+from search.catalog.datasets.tinyimagenet import check
 
 
 def expect_args(e):

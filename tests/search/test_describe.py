@@ -13,9 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from search.models import Description, Image, SearchQuery
-from search.services import describe
-from search.services.search import SearchInputError, text_search
+from search.catalog.models import Image
+from search.descriptions import services as describe
+from search.descriptions.models import Description
+from search.queries.models import SearchQuery
+from search.queries.services import SearchInputError, text_search
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +57,7 @@ def test_request_queues_a_task_with_the_retrieved_context(query):
     assert {c["wnid"]: c["votes"] for c in context["candidates"]} == votes
     assert description.prompt == describe.build_prompt("retrieved", context)
     task = DBTaskResult.objects.get()  # one place in the queue, for whichever row is fairest
-    assert task.task_path == "search.tasks.generate_description"
+    assert task.task_path == "search.descriptions.tasks.generate_description"
 
 
 def test_worker_streams_the_text_into_the_row(query):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from search.services.describe import (
+from search.descriptions.services import (
     INSTRUCTION,
     NO_CONTEXT_GUIDANCE,
     aggregate_neighbours,
     build_prompt,
 )
-from search.services.retrieval import Hit
+from search.queries.retrieval import Hit
 
 
 def hit(rank, class_id, wnid, names, score):

@@ -15,9 +15,10 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from rest_framework.authtoken.models import Token
 
-from search.models import Description, SearchQuery
-from search.services import describe
-from search.services.search import image_search, text_search
+from search.descriptions import services as describe
+from search.descriptions.models import Description
+from search.queries.models import SearchQuery
+from search.queries.services import image_search, text_search
 from tests.search.test_api import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,7 +197,7 @@ def test_a_queued_row_whose_task_was_lost_gets_one(queue, user):
 
 @pytest.fixture
 def jpeg_bytes(dataset_imported) -> bytes:
-    from search.models import Image
+    from search.catalog.models import Image
 
     image = Image.objects.filter(split="train").select_related("dataset").first()
     return (dataset_imported / image.path).read_bytes()

@@ -36,7 +36,7 @@ def kill9(process: subprocess.Popen) -> None:
 @pytest.fixture
 def site(tmp_path, tiny_clip_dir) -> Site:
     """A site with a synthetic TinyImageNet of 7 classes x 60 training images imported."""
-    from search.datasets.tinyimagenet import prepare
+    from search.catalog.datasets.tinyimagenet import prepare
 
     data = build_tinyimagenet(train_per_class=60, val_per_class=1, test_count=1)
     site = Site(tmp_path / "site", TINYRAG_CLIP_MODEL=str(tiny_clip_dir))
@@ -77,16 +77,16 @@ def test_build_index_killed_mid_way_resumes_and_publishes_the_same_index(site):
 
 CREATE_DESCRIPTION = """
 from django.contrib.auth import get_user_model
-from search.services.describe import request_description
-from search.services.search import text_search
+from search.descriptions.services import request_description
+from search.queries.services import text_search
 user = get_user_model().objects.create_user("drill", password="drill-password-1")
 query = text_search(user=user, text="lemon", top_k=3)
 print(request_description(query=query, image_id=query.results.get(rank=1).image_id).pk)
 """
 
 POLL = """
-from search.models import Description
-from search.services.describe import with_stall_check
+from search.descriptions.models import Description
+from search.descriptions.services import with_stall_check
 print(with_stall_check(Description.objects.get(pk={pk})).status)
 """
 

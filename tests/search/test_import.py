@@ -7,7 +7,7 @@ import shutil
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.models import Dataset, Image, ImageClass
+from search.catalog.models import Dataset, Image, ImageClass
 from tests.fixtures.tinyimagenet import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -139,7 +139,7 @@ def test_missing_root_is_a_clear_error(tmp_path):
 
 
 def test_a_root_outside_the_allowed_folders_is_refused(prepared_root, settings, tmp_path):
-    from search.models import Dataset
+    from search.catalog.models import Dataset
 
     settings.TINYRAG_DATA_DIR = tmp_path / "data"
     settings.TINYRAG_DATASET_ROOTS = []

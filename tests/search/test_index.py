@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import index as fi
-from search.index import IndexManifest, IndexService, IndexType
+from search.index import service as fi
+from search.index.service import IndexManifest, IndexService, IndexType
 
 
 def clustered(n: int, dim: int, clusters: int = 20, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,8 @@ def migrate(targets):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    # (app, None) unapplies a whole app: there is no such node in the state to build
+    return executor.loader.project_state([t for t in targets if t[1] is not None]).apps
 
 
 def key(image_key: str, owner) -> str:
@@ -87,7 +88,7 @@ def test_0004_keys_rows_and_makes_in_flight_duplicates_followers():
 
 
 def test_the_migration_keys_rows_as_the_service_does():
-    from search.services.describe import generation_key
+    from search.descriptions.services import generation_key
 
     same = {
         "image_key": "upload:abc",
@@ -97,3 +98,86 @@ def test_the_migration_keys_rows_as_the_service_does():
         "prompt_version": "rag-v1",
     }
     assert generation_key(same, owner_id=7) == key("upload:abc", 7)
+
+
+MOVE_BEFORE = [
+    ("search", "0005_one_generation_in_flight"),
+    ("descriptions", None),
+    ("queries", None),
+    ("catalog", None),
+]
+
+
+def test_the_move_to_domain_apps_keeps_every_row_and_what_points_at_it(tmp_path):
+    """A database populated at the schema before search 0006 migrates to the domain apps:
+    every row comes back through today's models, with its relations, its permissions and
+    a queued description task that still runs."""
+    from django.contrib.auth.models import Permission
+    from django_tasks_db.models import DBTaskResult
+
+    from search.catalog.models import Dataset, Image, ImageClass
+    from search.descriptions.models import Description
+    from search.descriptions.tasks import generate_description
+    from search.queries.models import SearchQuery, SearchResult
+
+    generate_description.enqueue()  # a task queued by the code before the move...
+    DBTaskResult.objects.update(task_path="search.tasks.generate_description")  # ...its path
+    apps = migrate(MOVE_BEFORE)
+    User = apps.get_model("auth", "User")
+    OldPermission = apps.get_model("auth", "Permission")
+    old = {name: apps.get_model("search", name) for name in (
+        "Dataset", "ImageClass", "Image", "SearchQuery", "SearchResult", "Description"
+    )}
+    alice = User.objects.create(username="alice")
+    alice.user_permissions.add(
+        OldPermission.objects.get(content_type__app_label="search", codename="view_image")
+    )
+    dataset = old["Dataset"].objects.create(name="d", root="/data/d", source="imagefolder")
+    fish = old["ImageClass"].objects.create(
+        dataset=dataset, wnid="n01443537", name="goldfish", names=["goldfish", "Carassius"]
+    )
+    image = old["Image"].objects.create(
+        dataset=dataset, split="val", image_class=fish, path="n01443537/a.JPEG",
+        width=64, height=64, mode="RGB",
+    )
+    query = old["SearchQuery"].objects.create(
+        user=alice, kind="similar", source_image=image, top_k=1, encoder="clip",
+        index_name="i", duration_ms=2.5, uploaded_image="uploads/1/x.jpg",
+    )
+    old["SearchResult"].objects.create(query=query, rank=1, image=image, score=0.75)
+    first = old["Description"].objects.create(
+        query=query, image=image, image_key=f"image:{image.pk}", backend="openai",
+        model="qwen", prompt_version="rag-v1", context_mode="retrieved", status="done",
+        text="A goldfish.", generation_key="k",
+    )
+    old["Description"].objects.create(
+        query=query, image=image, image_key=f"image:{image.pk}", backend="openai",
+        model="qwen", prompt_version="rag-v1", context_mode="retrieved", status="done",
+        text="A goldfish.", generates=False, reused_from=first, generation_key="k",
+    )
+
+    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    assert Dataset.objects.get().classes.get() == ImageClass.objects.get(pk=fish.pk)
+    moved = Image.objects.get()
+    assert (moved.pk, moved.image_class.name, moved.path) == (image.pk, "goldfish", image.path)
+    moved_query = SearchQuery.objects.get()
+    assert (moved_query.user.username, moved_query.source_image_id) == ("alice", image.pk)
+    assert moved_query.uploaded_image.name == "uploads/1/x.jpg"
+    assert list(moved.similar_queries.all()) == [moved_query]
+    assert list(SearchResult.objects.values_list("query_id", "rank", "image_id", "score")) == [
+        (query.pk, 1, image.pk, 0.75)
+    ]
+    follower = Description.objects.get(generates=False)
+    assert (follower.reused_from_id, follower.query_id, follower.image_id) == (
+        first.pk, query.pk, image.pk,
+    )
+    assert list(moved_query.descriptions.order_by("pk").values_list("pk", flat=True)) == [
+        first.pk, follower.pk,
+    ]
+    # permissions granted on the old models hold on the moved ones, under their new app
+    permission = Permission.objects.get(user__username="alice")
+    assert (permission.content_type.app_label, permission.codename) == ("catalog", "view_image")
+    assert not Permission.objects.filter(content_type__app_label="search").exists()
+    # the queued task is found at the task's new module path
+    assert DBTaskResult.objects.get().task_path == generate_description.module_path

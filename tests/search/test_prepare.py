@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.datasets import tinyimagenet
+from search.catalog.datasets import tinyimagenet
 from tests.fixtures.tinyimagenet import build_tinyimagenet, write_tree, write_zip
 
 

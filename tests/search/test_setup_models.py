@@ -14,7 +14,7 @@ import huggingface_hub.constants
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.management.commands.setup_models import _ignored_files
+from search.ops.management.commands.setup_models import _ignored_files
 from tests.fixtures.models import install_in_hub_cache
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
-from search.models import SearchQuery
+from search.queries.models import SearchQuery
 from tinyrag_site.settings import STORAGES, s3_storage
 
 BUCKET = "tinyrag-test-media"

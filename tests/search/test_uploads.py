@@ -23,10 +23,10 @@ from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from search.models import SearchQuery
-from search.services import search as search_service
-from search.services.uploads import UploadError, normalise_upload, read_upload
-from search.upload_handlers import RequestBodyLimitHandler
+from search.queries import services as search_service
+from search.queries.models import SearchQuery
+from search.queries.upload_handlers import RequestBodyLimitHandler
+from search.queries.uploads import UploadError, normalise_upload, read_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -228,7 +228,7 @@ def test_a_palette_image_is_resampled_by_its_colours_not_its_indices():
 
 
 def test_a_full_size_decode_holds_one_of_the_decode_slots(monkeypatch, settings):
-    from search.services.uploads import DECODE_SLOTS
+    from search.queries.uploads import DECODE_SLOTS
 
     free = []
     load = ImageFile.ImageFile.load
@@ -248,7 +248,7 @@ def test_a_full_size_decode_holds_one_of_the_decode_slots(monkeypatch, settings)
 
 
 def test_a_failed_decode_gives_its_slot_back(settings):
-    from search.services.uploads import DECODE_SLOTS
+    from search.queries.uploads import DECODE_SLOTS
 
     with pytest.raises(UploadError, match="truncated"):
         read_upload(wide(3000, 2000)[:-100])  # its header whole, its pixels cut short

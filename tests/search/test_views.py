@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from search.models import Image, SearchQuery
+from search.catalog.models import Image
+from search.queries.models import SearchQuery
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def test_search_page_shows_the_form_and_the_index(auth_client, search_index):
 
 
 def test_search_page_without_index_says_what_to_run(auth_client, settings, tmp_path):
-    from search.index import clear_index_services
+    from search.index.service import clear_index_services
 
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()
@@ -222,7 +223,7 @@ def test_delete_one_and_all_removes_uploads_too(
 
 
 def test_history_is_paginated(auth_client, user, search_index):
-    from search.models import SearchQuery as Q
+    from search.queries.models import SearchQuery as Q
 
     Q.objects.bulk_create(
         [
@@ -277,15 +278,15 @@ def test_image_row_pointing_outside_its_dataset_is_404(auth_client, search_index
 def test_profile_shows_and_regenerates_the_token(auth_client, user):
     from rest_framework.authtoken.models import Token
 
-    html = auth_client.get(reverse("search:profile")).content.decode()
+    html = auth_client.get(reverse("profile")).content.decode()
     old = Token.objects.get(user=user).key
     assert old in html
-    auth_client.post(reverse("search:profile"))
+    auth_client.post(reverse("profile"))
     assert Token.objects.get(user=user).key != old
 
 
 def test_search_without_index_is_a_clear_503_page(auth_client, settings, tmp_path):
-    from search.index import clear_index_services
+    from search.index.service import clear_index_services
 
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()

@@ -107,7 +107,7 @@ def test_admin_lists_dataset_models_with_search(admin_client, prepared_root, mod
     from django.core.management import call_command
 
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
-    response = admin_client.get(reverse(f"admin:search_{model}_changelist"), {"q": "n02124075"})
+    response = admin_client.get(reverse(f"admin:catalog_{model}_changelist"), {"q": "n02124075"})
     assert response.status_code == 200
     assert 'id="searchbar"' in response.content.decode()
 
@@ -116,12 +116,12 @@ def test_admin_image_filter_by_split(admin_client, prepared_root):
     from django.core.management import call_command
 
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
-    response = admin_client.get(reverse("admin:search_image_changelist"), {"split__exact": "val"})
+    response = admin_client.get(reverse("admin:catalog_image_changelist"), {"split__exact": "val"})
     assert response.context["cl"].result_count == 12
 
 
 def test_home_without_index_names_the_command(auth_client, settings, tmp_path):
-    from search.index import clear_index_services
+    from search.index.service import clear_index_services
 
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()

@@ -16,7 +16,7 @@ def test_database_backend_follows_database_url():
 
 
 def test_json_synonyms_round_trip():
-    from search.models import Dataset, ImageClass
+    from search.catalog.models import Dataset, ImageClass
 
     ds = Dataset.objects.create(name="d", root="/x", source="imagefolder")
     ImageClass.objects.create(dataset=ds, wnid="n1", name="café", names=["café", "coffee, bar"])

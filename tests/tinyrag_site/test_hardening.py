@@ -18,9 +18,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from search.catalog.models import Dataset, Image
+from search.descriptions.models import Description
 from search.ml.names import display_model_id
-from search.models import Dataset, Description, Image, SearchQuery, SearchResult
-from search.upload_handlers import body_limit
+from search.queries.models import SearchQuery, SearchResult
+from search.queries.upload_handlers import body_limit
 from tests.evaluation.test_views import make_run
 
 pytestmark = pytest.mark.django_db
@@ -423,7 +425,7 @@ def test_the_admin_refuses_a_dataset_root_outside_the_allowed_folders(admin_clie
     dataset = Dataset.objects.create(name="photos", root=root, source="imagefolder")
 
     response = admin_client.post(
-        f"/admin/search/dataset/{dataset.pk}/change/",
+        f"/admin/catalog/dataset/{dataset.pk}/change/",
         {"name": "photos", "root": "/", "source": "imagefolder"},
     )
 
@@ -435,9 +437,9 @@ def test_the_admin_refuses_a_dataset_root_outside_the_allowed_folders(admin_clie
 
 def test_the_admin_does_not_edit_image_paths(admin_client, dataset_imported):
     image = Image.objects.order_by("id").first()
-    page = admin_client.get(f"/admin/search/image/{image.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/catalog/image/{image.pk}/change/").content.decode()
     assert 'name="path"' not in page
-    assert admin_client.get("/admin/search/image/add/").status_code == 403
+    assert admin_client.get("/admin/catalog/image/add/").status_code == 403
 
 
 @pytest.fixture

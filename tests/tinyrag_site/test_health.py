@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from search.index import clear_index_services, get_index_service
+from search.index.service import clear_index_services, get_index_service
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def test_doctor_passes_on_a_working_install(search_index, capsys):
 
 def test_warm_up_loads_the_index_and_models_before_the_first_request(search_index, caplog):
     from search.ml.registry import get_clip_embedder, registry
-    from search.services.health import warm_up
+    from search.ops.health import warm_up
 
     clear_index_services()
     registry.clear()
@@ -100,7 +100,7 @@ def test_warm_up_loads_the_index_and_models_before_the_first_request(search_inde
 
 
 def test_warm_up_without_an_index_logs_and_goes_on(clip_settings, tmp_path, caplog):
-    from search.services.health import warm_up
+    from search.ops.health import warm_up
 
     clip_settings.TINYRAG_INDEX_DIR = tmp_path
     clip_settings.TINYRAG_CLIP_MODEL = str(tmp_path / "no-such-model")
@@ -115,7 +115,7 @@ def test_warm_up_survives_an_unexpected_error_and_beats_between_steps(
     search_index, caplog, monkeypatch
 ):
     from search.ml import registry
-    from search.services.health import warm_up
+    from search.ops.health import warm_up
 
     def broken():
         raise RuntimeError("a torch kernel crashed")

@@ -41,7 +41,7 @@ print(json.dumps(tokens))
 COUNT_DESCRIPTIONS = """
 import json
 from django_tasks_db.models import DBTaskResult
-from search.models import Description
+from search.descriptions.models import Description
 print(json.dumps({
     "rows": Description.objects.count(),
     "generations": Description.objects.filter(generates=True).count(),
@@ -55,7 +55,7 @@ def shared_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
     """A site with the synthetic TinyImageNet indexed, users with API tokens (each test has
     its own, since counters outlive a test), and limits small enough to reach: 5 failed
     logins, 30 API requests and 10 searches a day, 3 pending descriptions."""
-    from search.datasets.tinyimagenet import prepare
+    from search.catalog.datasets.tinyimagenet import prepare
 
     folder = tmp_path_factory.mktemp("shared")
     site = Site(

@@ -28,7 +28,7 @@ from evaluation.services import (
     evaluate,
     parse_ks,
 )
-from search.models import Image
+from search.catalog.models import Image
 
 
 def _value(value) -> str:

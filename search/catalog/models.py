@@ -1,0 +1,90 @@
+"""The collection: datasets, their classes and images. The database is the source of truth
+for what the collection holds."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from search.catalog.datasets.roots import root_problem
+
+
+class Dataset(models.Model):
+    class Source(models.TextChoices):
+        TINYIMAGENET = "tinyimagenet", "TinyImageNet"
+        IMAGEFOLDER = "imagefolder", "Image folder"
+
+    name = models.SlugField(max_length=100, unique=True)
+    root = models.CharField(max_length=1024, help_text="Absolute path of the prepared dataset.")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "search_dataset"  # the table it had in the search app
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """The admin may not point a dataset at any folder of the server (its files are served
+        to every user): the root must lie where search/datasets/roots.py allows."""
+        super().clean()
+        problem = root_problem(self.root) if self.root else None
+        if problem:
+            raise ValidationError({"root": problem})
+
+
+class ImageClass(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="classes")
+    wnid = models.CharField("WordNet id", max_length=64)
+    name = models.CharField(max_length=255, help_text="The first synonym.")
+    names = models.JSONField(default=list, help_text="All synonyms, in words.txt order.")
+
+    class Meta:
+        db_table = "search_imageclass"  # the table it had in the search app
+        ordering = ["dataset", "wnid"]
+        verbose_name_plural = "image classes"
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "wnid"], name="unique_class_per_dataset")
+        ]
+        indexes = [models.Index(fields=["dataset", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.wnid})"
+
+
+class Image(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "train"
+        VAL = "val", "val"
+        TEST = "test", "test"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    split = models.CharField(max_length=8, choices=Split.choices)
+    image_class = models.ForeignKey(
+        ImageClass,
+        on_delete=models.CASCADE,
+        related_name="images",
+        null=True,
+        blank=True,
+        help_text="Empty for the unlabelled test split.",
+    )
+    path = models.CharField(max_length=512, help_text="POSIX path relative to the dataset root.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    mode = models.CharField(max_length=8, help_text="Pillow mode on disk: RGB, L, ...")
+
+    class Meta:
+        db_table = "search_image"  # the table it had in the search app
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "path"], name="unique_image_path")
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "split"]),
+            models.Index(fields=["image_class", "split"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.path

@@ -1,0 +1,142 @@
+"""API v1 for descriptions: request one, poll it."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, Throttled
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from search.catalog.api import ImageSerializer
+from search.descriptions import selectors
+from search.descriptions import services as describe_service
+from search.descriptions.models import Description
+from search.queries.api import own_query
+from search.web.api import RESPONSE_HEADERS, ApiAuthMixin, ModelNameField, errors, object_id
+from search.web.api_errors import SafeJSONParser
+from tinyrag_site.throttling import ApiRateThrottle, DescribeRateThrottle
+
+
+@extend_schema_serializer(component_name="Description")
+class DescriptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    query_id = serializers.IntegerField()
+    image = ImageSerializer(allow_null=True, help_text="Null: the query's uploaded image.")
+    status = serializers.ChoiceField(
+        choices=Description.Status.choices,
+        help_text="queued -> running -> done | failed; poll until done or failed.",
+    )
+    text = serializers.CharField(allow_blank=True, help_text="The text so far.")
+    tokens = serializers.IntegerField(help_text="Tokens generated; counted once done.")
+    context_mode = serializers.ChoiceField(choices=Description.Context.choices)
+    context = serializers.JSONField(
+        help_text="k, the neighbours (image id, wnid, score) and the candidate classes."
+    )
+    backend = serializers.CharField()
+    model = ModelNameField(
+        help_text="The model that wrote it: its hub id, or a local model's name."
+    )
+    prompt_version = serializers.CharField()
+    time_to_first_token_ms = serializers.FloatField(
+        allow_null=True, help_text="From the start of generation to its first word."
+    )
+    tokens_per_second = serializers.FloatField(
+        allow_null=True, help_text="Decoding rate after the first word."
+    )
+    error = serializers.CharField(allow_blank=True)
+    reused = serializers.SerializerMethodField(
+        help_text="True when the text is shared with an identical request's generation."
+    )
+    reused_from = serializers.SerializerMethodField(
+        help_text="Your own description this one shares its text with; null when none, or "
+        "when it is another user's."
+    )
+
+    def get_reused(self, description: Description) -> bool:
+        return description.reused_from_id is not None
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_reused_from(self, description: Description) -> int | None:
+        source = description.reused_from
+        if source is None or source.query.user_id != description.query.user_id:
+            return None
+        return source.pk
+
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+DESCRIPTION_ID = object_id("id", "One of your descriptions.")
+
+
+class DescriptionCreateApi(ApiAuthMixin, APIView):
+    throttle_classes = [ApiRateThrottle, DescribeRateThrottle]
+    parser_classes = [SafeJSONParser]
+
+    @extend_schema_serializer(component_name="DescriptionRequest")
+    class InputSerializer(serializers.Serializer):
+        image_id = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=2**63 - 1,
+            help_text="A result (or the source image) of the query; omit to describe the "
+            "query's uploaded image.",
+        )
+        context = serializers.ChoiceField(
+            choices=Description.Context.choices,
+            default=Description.Context.RETRIEVED,
+            help_text="retrieved: the labels of the image's nearest neighbours; none: the "
+            "image alone.",
+        )
+        regenerate = serializers.BooleanField(
+            default=False, help_text="Generate anew even when an identical description exists."
+        )
+
+    @extend_schema(
+        operation_id="descriptions_create",
+        summary="Describe an image of one of your queries (in the background)",
+        description="Answers at once with the description row: `done` when an identical one "
+        "was reused, else `queued`; poll GET /descriptions/{id} for the text as it grows.",
+        tags=["descriptions"],
+        request=InputSerializer,
+        parameters=[object_id("id", "One of your queries."), *RESPONSE_HEADERS],
+        responses={202: DescriptionSerializer, **errors(400, 401, 403, 404, 409, 415, 429, 503)},
+    )
+    def post(self, request, id: int):
+        query = own_query(request, id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            description = describe_service.request_description(
+                query=query,
+                image_id=data.validated_data.get("image_id"),
+                context_mode=data.validated_data["context"],
+                regenerate=data.validated_data["regenerate"],
+            )
+        except describe_service.DescriptionQueueFull as exc:
+            raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
+        body = DescriptionSerializer(description, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class DescriptionDetailApi(ApiAuthMixin, APIView):
+    @extend_schema(
+        operation_id="descriptions_retrieve",
+        summary="A description: its status and the text so far",
+        tags=["descriptions"],
+        parameters=[DESCRIPTION_ID, *RESPONSE_HEADERS],
+        responses={200: DescriptionSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, id: int):
+        try:
+            description = selectors.get_description(user=request.user, description_id=id)
+        except Description.DoesNotExist:
+            raise NotFound("No such description among yours.") from None
+        description = describe_service.with_stall_check(description)
+        return Response(DescriptionSerializer(description, context={"request": request}).data)

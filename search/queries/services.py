@@ -1,0 +1,178 @@
+"""Search use cases: run a query, save it with its results in the user's history.
+
+Each function validates what it is given, runs the search through the published index, and
+stores the `SearchQuery` and its `SearchResult`s in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image as PILImage
+
+from search.catalog.models import Image, ImageClass
+from search.catalog.selectors import image_file_path
+from search.index.service import IndexService, get_index_service
+from search.queries.models import SearchQuery, SearchResult
+from search.queries.retrieval import QueryVector, embed_image, embed_text, nearest_images
+from search.queries.uploads import normalise_upload
+
+
+class SearchInputError(ValueError):
+    """A query that cannot run as given (bad k, unknown class...); one line for the user."""
+
+
+def clamp_top_k(top_k: int | None) -> int:
+    top_k = settings.TINYRAG_TOP_K_DEFAULT if top_k is None else int(top_k)
+    if not 1 <= top_k <= settings.TINYRAG_TOP_K_MAX:
+        raise SearchInputError(f"top_k must be between 1 and {settings.TINYRAG_TOP_K_MAX}.")
+    return top_k
+
+
+def _allowed_ids(index: IndexService, class_filter: str | None) -> np.ndarray | None:
+    if not class_filter:
+        return None
+    manifest = index.manifest
+    try:
+        image_class = ImageClass.objects.get(dataset__name=manifest.dataset, wnid=class_filter)
+    except ImageClass.DoesNotExist:
+        raise SearchInputError(f"Unknown class {class_filter!r}.") from None
+    ids = Image.objects.filter(image_class=image_class, split__in=manifest.splits)
+    return np.fromiter(ids.values_list("id", flat=True), dtype=np.int64)
+
+
+def _run(
+    *,
+    user,
+    kind: str,
+    embed,
+    top_k: int | None,
+    class_filter: str | None,
+    exclude_ids: frozenset[int] = frozenset(),
+    **fields,
+) -> SearchQuery:
+    k = clamp_top_k(top_k)
+    started = time.perf_counter()
+    index = get_index_service()
+    manifest = index.manifest  # raises a clear SearchIndexError when there is no index
+    allowed = _allowed_ids(index, class_filter)
+    query_vector: QueryVector = embed(index)
+    hits = nearest_images(
+        query_vector.vector, k=k, index=index, exclude_ids=exclude_ids, allowed_ids=allowed
+    )
+    upload = fields.pop("upload", None)
+    with transaction.atomic():
+        query = SearchQuery(
+            user=user,
+            kind=kind,
+            top_k=k,
+            filters={"class": class_filter} if class_filter else {},
+            encoder=query_vector.encoder,
+            index_name=manifest.name,
+            index_built_at=manifest.created,
+            duration_ms=0.0,
+            **fields,
+        )
+        if upload is not None:
+            name, data = upload
+            query.uploaded_image.save(name, ContentFile(data), save=False)
+        query.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        query.save()
+        SearchResult.objects.bulk_create(
+            SearchResult(query=query, rank=h.rank, image=h.image, score=h.score) for h in hits
+        )
+    return query
+
+
+def text_search(
+    *, user, text: str, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
+    text = " ".join(text.split())
+    if not text:
+        raise SearchInputError("Type something to search for.")
+    if len(text) > 500:
+        raise SearchInputError("The text is longer than 500 characters.")
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.TEXT,
+        text=text,
+        top_k=top_k,
+        class_filter=class_filter,
+        embed=lambda index: embed_text(text, index),
+    )
+
+
+def image_search(
+    *, user, data: bytes, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
+    """Search by an uploaded file (raises UploadError for anything but a valid image).
+
+    What is embedded and stored is the normalised upload (shrunk, re-encoded without its
+    metadata), never the bytes as sent.
+    """
+    upload = normalise_upload(data)
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.IMAGE,
+        top_k=top_k,
+        class_filter=class_filter,
+        upload=(f"query{upload.suffix}", upload.data),
+        embed=lambda index: embed_image(upload.image, index),
+    )
+
+
+def similar_search(
+    *, user, image_id: int, top_k: int | None = None, class_filter: str | None = None
+) -> SearchQuery:
+    """ "More like this": the dataset image as the query, itself left out of the results."""
+    try:
+        source = Image.objects.select_related("dataset").get(pk=image_id)
+    except Image.DoesNotExist:
+        raise SearchInputError(f"No image with id {image_id}.") from None
+    try:
+        with PILImage.open(image_file_path(source)) as img:
+            img.load()
+    except OSError:
+        raise SearchInputError(f"The file of image {image_id} cannot be read.") from None
+    return _run(
+        user=user,
+        kind=SearchQuery.Kind.SIMILAR,
+        source_image=source,
+        top_k=top_k,
+        class_filter=class_filter,
+        exclude_ids=frozenset({source.pk}),
+        embed=lambda index: embed_image(img, index),
+    )
+
+
+def rerun(*, query: SearchQuery) -> SearchQuery:
+    """The same query again, against the index of today; a new history entry."""
+    common = {"user": query.user, "top_k": query.top_k, "class_filter": query.filters.get("class")}
+    if query.kind == SearchQuery.Kind.TEXT:
+        return text_search(text=query.text, **common)
+    if query.kind == SearchQuery.Kind.SIMILAR:
+        if query.source_image_id is None:
+            raise SearchInputError("The source image of this query no longer exists.")
+        return similar_search(image_id=query.source_image_id, **common)
+    try:
+        with query.uploaded_image.open("rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        raise SearchInputError("The uploaded image of this query is no longer stored.") from None
+    return image_search(data=data, **common)
+
+
+def delete_query(*, query: SearchQuery) -> None:
+    """The query, its results and descriptions; its upload file goes once the delete commits
+    (search/signals.py, as for any deleted query: a deleted user's too)."""
+    query.delete()
+
+
+def delete_history(*, user) -> int:
+    """All of the user's queries (and their uploads, as delete_query); how many there were."""
+    _, deleted = SearchQuery.objects.filter(user=user).delete()
+    return deleted.get(SearchQuery._meta.label, 0)

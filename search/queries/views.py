@@ -1,0 +1,208 @@
+"""Search pages: the search form, results, history (HTMX partials when request.htmx)."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from search.catalog.selectors import class_choices
+from search.catalog.views import IMAGE_CACHE_SECONDS
+from search.descriptions.selectors import descriptions_enabled
+from search.index.selectors import index_status
+from search.index.service import SearchIndexError
+from search.ml.errors import ModelError
+from search.queries import services as search_service
+from search.queries.models import SearchQuery
+from search.queries.selectors import get_query, query_history, query_results
+from search.queries.services import SearchInputError
+from search.queries.uploads import UploadError, check_upload_size
+from search.web.pages import USER_FACING_ERRORS, login_or_token_required
+from tinyrag_site.throttling import rate_limited
+
+
+class SearchForm(forms.Form):
+    text = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "Search in any language"}),
+    )
+    image = forms.FileField(required=False)
+    top_k = forms.IntegerField()  # bounds from settings, set per form
+    class_filter = forms.ChoiceField(required=False)
+
+    def __init__(self, *args, dataset_name: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["top_k"] = forms.IntegerField(
+            label="Results",
+            min_value=1,
+            max_value=settings.TINYRAG_TOP_K_MAX,
+            initial=settings.TINYRAG_TOP_K_DEFAULT,
+        )
+        self.fields["class_filter"].choices = [("", "All classes")] + [
+            (c.wnid, f"{c.name} ({c.wnid})") for c in class_choices(dataset_name)
+        ]
+
+    def clean_image(self):
+        # Refused by its size before it is read into memory (as the API does).
+        image = self.cleaned_data.get("image")
+        if image:
+            try:
+                check_upload_size(image.size)
+            except UploadError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return image
+
+    def clean(self):
+        data = super().clean()
+        if not (data.get("text") or "").strip() and not data.get("image"):
+            raise forms.ValidationError("Type a text or choose an image.")
+        return data
+
+
+def _page_context(form: SearchForm | None = None, **extra) -> dict:
+    status = index_status()
+    dataset = status.manifest.dataset if status.manifest else None
+    return {"form": form or SearchForm(dataset_name=dataset), "index": status, **extra}
+
+
+def _result_context(query: SearchQuery) -> dict:
+    return {"query": query, "results": query_results(query), "can_describe": descriptions_enabled()}
+
+
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "search/page.html", _page_context())
+
+
+@require_POST
+@rate_limited("search")
+def run_search(request: HttpRequest) -> HttpResponse:
+    status = index_status()
+    form = SearchForm(
+        request.POST,
+        request.FILES,
+        dataset_name=status.manifest.dataset if status.manifest else None,
+    )
+    error = None
+    if form.is_valid():
+        data = form.cleaned_data
+        common = {
+            "user": request.user,
+            "top_k": data["top_k"],
+            "class_filter": data["class_filter"] or None,
+        }
+        try:
+            if data.get("image"):
+                query = search_service.image_search(data=data["image"].read(), **common)
+            else:
+                query = search_service.text_search(text=data["text"], **common)
+        except (SearchInputError, UploadError) as exc:
+            form.add_error("image" if isinstance(exc, UploadError) else None, str(exc))
+        except (SearchIndexError, ModelError) as exc:
+            error = str(exc)
+        else:
+            if request.htmx:
+                response = render(request, "search/page.html#results", _result_context(query))
+                response["HX-Push-Url"] = reverse("search:query", args=[query.pk])
+                return response
+            return redirect("search:query", pk=query.pk)
+    context = _page_context(form, error=error)
+    if request.htmx:
+        return render(request, "search/page.html#results", context)
+    return render(request, "search/page.html", context, status=503 if error else 400)
+
+
+@require_POST
+@rate_limited("search")
+def similar(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        query = search_service.similar_search(user=request.user, image_id=pk)
+    except SearchInputError as exc:
+        raise Http404(str(exc)) from None
+    except (SearchIndexError, ModelError) as exc:
+        messages.error(request, str(exc))
+        return redirect("search:home")
+    return _to_query(request, query)
+
+
+def _to_query(request: HttpRequest, query: SearchQuery) -> HttpResponse:
+    url = reverse("search:query", args=[query.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _own_query(request: HttpRequest, pk: int) -> SearchQuery:
+    try:
+        return get_query(user=request.user, query_id=pk)
+    except SearchQuery.DoesNotExist:
+        raise Http404("No such query in your history.") from None
+
+
+@require_GET
+def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    query = _own_query(request, pk)
+    return render(
+        request,
+        "search/query.html",
+        {
+            **_page_context(),
+            **_result_context(query),
+            "descriptions": query.descriptions.select_related("image__image_class"),
+        },
+    )
+
+
+@require_POST
+@rate_limited("search")
+def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
+    query = _own_query(request, pk)
+    try:
+        new = search_service.rerun(query=query)
+    except USER_FACING_ERRORS as exc:
+        messages.error(request, str(exc))
+        return redirect("search:query", pk=pk)
+    return _to_query(request, new)
+
+
+@require_POST
+def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
+    search_service.delete_query(query=_own_query(request, pk))
+    if request.htmx:
+        return HttpResponse("")  # the row swaps itself out
+    messages.success(request, "Query deleted.")
+    return redirect("search:history")
+
+
+@require_POST
+def delete_history(request: HttpRequest) -> HttpResponse:
+    count = search_service.delete_history(user=request.user)
+    messages.success(request, f"Deleted {count} queries.")
+    return redirect("search:history")
+
+
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    page = Paginator(query_history(user=request.user), 20).get_page(request.GET.get("page"))
+    template = "search/history.html#rows" if request.htmx else "search/history.html"
+    return render(request, template, {"page": page})
+
+
+@login_or_token_required
+@require_GET
+def query_upload(request: HttpRequest, pk: int) -> FileResponse:
+    query = _own_query(request, pk)
+    if not query.uploaded_image:
+        raise Http404("This query has no uploaded image.")
+    content_type = mimetypes.guess_type(query.uploaded_image.name)[0] or "application/octet-stream"
+    response = FileResponse(query.uploaded_image.open("rb"), content_type=content_type)
+    patch_cache_control(response, private=True, max_age=IMAGE_CACHE_SECONDS)
+    return response
