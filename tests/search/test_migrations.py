@@ -125,9 +125,10 @@ def test_the_move_to_domain_apps_keeps_every_row_and_what_points_at_it(tmp_path)
     apps = migrate(MOVE_BEFORE)
     User = apps.get_model("auth", "User")
     OldPermission = apps.get_model("auth", "Permission")
-    old = {name: apps.get_model("search", name) for name in (
-        "Dataset", "ImageClass", "Image", "SearchQuery", "SearchResult", "Description"
-    )}
+    old = {
+        name: apps.get_model("search", name)
+        for name in ("Dataset", "ImageClass", "Image", "SearchQuery", "SearchResult", "Description")
+    }
     alice = User.objects.create(username="alice")
     alice.user_permissions.add(
         OldPermission.objects.get(content_type__app_label="search", codename="view_image")
@@ -137,23 +138,50 @@ def test_the_move_to_domain_apps_keeps_every_row_and_what_points_at_it(tmp_path)
         dataset=dataset, wnid="n01443537", name="goldfish", names=["goldfish", "Carassius"]
     )
     image = old["Image"].objects.create(
-        dataset=dataset, split="val", image_class=fish, path="n01443537/a.JPEG",
-        width=64, height=64, mode="RGB",
+        dataset=dataset,
+        split="val",
+        image_class=fish,
+        path="n01443537/a.JPEG",
+        width=64,
+        height=64,
+        mode="RGB",
     )
     query = old["SearchQuery"].objects.create(
-        user=alice, kind="similar", source_image=image, top_k=1, encoder="clip",
-        index_name="i", duration_ms=2.5, uploaded_image="uploads/1/x.jpg",
+        user=alice,
+        kind="similar",
+        source_image=image,
+        top_k=1,
+        encoder="clip",
+        index_name="i",
+        duration_ms=2.5,
+        uploaded_image="uploads/1/x.jpg",
     )
     old["SearchResult"].objects.create(query=query, rank=1, image=image, score=0.75)
     first = old["Description"].objects.create(
-        query=query, image=image, image_key=f"image:{image.pk}", backend="openai",
-        model="qwen", prompt_version="rag-v1", context_mode="retrieved", status="done",
-        text="A goldfish.", generation_key="k",
+        query=query,
+        image=image,
+        image_key=f"image:{image.pk}",
+        backend="openai",
+        model="qwen",
+        prompt_version="rag-v1",
+        context_mode="retrieved",
+        status="done",
+        text="A goldfish.",
+        generation_key="k",
     )
     old["Description"].objects.create(
-        query=query, image=image, image_key=f"image:{image.pk}", backend="openai",
-        model="qwen", prompt_version="rag-v1", context_mode="retrieved", status="done",
-        text="A goldfish.", generates=False, reused_from=first, generation_key="k",
+        query=query,
+        image=image,
+        image_key=f"image:{image.pk}",
+        backend="openai",
+        model="qwen",
+        prompt_version="rag-v1",
+        context_mode="retrieved",
+        status="done",
+        text="A goldfish.",
+        generates=False,
+        reused_from=first,
+        generation_key="k",
     )
 
     migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
@@ -170,10 +198,13 @@ def test_the_move_to_domain_apps_keeps_every_row_and_what_points_at_it(tmp_path)
     ]
     follower = Description.objects.get(generates=False)
     assert (follower.reused_from_id, follower.query_id, follower.image_id) == (
-        first.pk, query.pk, image.pk,
+        first.pk,
+        query.pk,
+        image.pk,
     )
     assert list(moved_query.descriptions.order_by("pk").values_list("pk", flat=True)) == [
-        first.pk, follower.pk,
+        first.pk,
+        follower.pk,
     ]
     # permissions granted on the old models hold on the moved ones, under their new app
     permission = Permission.objects.get(user__username="alice")
