@@ -42,6 +42,7 @@ from evaluation.models import EvaluationRun
 from search.catalog.models import Dataset, Image, ImageClass
 from search.catalog.selectors import image_file_path
 from search.descriptions.models import Description
+from search.errors import InvalidInput
 from search.index.service import SearchIndexError, get_index_service
 from search.ml.batches import ImageFile, pixel_batches
 from search.ml.errors import ModelError
@@ -59,7 +60,7 @@ SAMPLE_MAX = 2**31 - 1  # EvaluationRun.sample_size: a PositiveIntegerField
 Progress = Callable[..., tqdm]
 
 
-class EvaluationError(Exception):
+class EvaluationError(InvalidInput):
     """The run cannot go on; the message says why and what to do."""
 
 
@@ -461,7 +462,7 @@ class Evaluation:
             for start in chunks:
                 stop = min(start + SEARCH_CHUNK, len(vectors))
                 # one extra result so that dropping the query itself still leaves k
-                ids, scores = self.index.search(vectors[start:stop], k + int(drop_own))
+                scores, ids = self.index.search(vectors[start:stop], k + int(drop_own))
                 for row in range(stop - start):
                     own = int(own_ids[start + row]) if drop_own else None
                     pairs = [

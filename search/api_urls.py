@@ -13,9 +13,8 @@ from django.urls import path, re_path, register_converter
 from search.catalog import api as catalog_api
 from search.descriptions import api as descriptions_api
 from search.queries import api as queries_api
+from search.web import PK_MAX
 from search.web.api_errors import not_found
-
-PK_MAX = 2**63 - 1  # a 64-bit primary key column: a larger id must be a 404, not a DB error
 
 
 class PrimaryKeyConverter:

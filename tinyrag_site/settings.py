@@ -381,7 +381,7 @@ REST_FRAMEWORK = {
     # DRF's parsers, with a JSON one that answers any undecodable document (100 kB of "[")
     # with a 400: a session's CSRF check parses the body of every POST, whatever the view reads.
     "DEFAULT_PARSER_CLASSES": [
-        "search.web.api_errors.SafeJSONParser",
+        "search.web.parsers.SafeJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

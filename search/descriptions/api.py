@@ -8,7 +8,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, Throttled
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,8 +17,9 @@ from search.descriptions import selectors
 from search.descriptions import services as describe_service
 from search.descriptions.models import Description
 from search.queries.api import own_query
+from search.web import PK_MAX
 from search.web.api import RESPONSE_HEADERS, ApiAuthMixin, ModelNameField, errors, object_id
-from search.web.api_errors import SafeJSONParser
+from search.web.parsers import SafeJSONParser
 from tinyrag_site.throttling import ApiRateThrottle, DescribeRateThrottle
 
 
@@ -84,7 +85,7 @@ class DescriptionCreateApi(ApiAuthMixin, APIView):
             required=False,
             allow_null=True,
             min_value=1,
-            max_value=2**63 - 1,
+            max_value=PK_MAX,
             help_text="A result (or the source image) of the query; omit to describe the "
             "query's uploaded image.",
         )
@@ -112,15 +113,12 @@ class DescriptionCreateApi(ApiAuthMixin, APIView):
         query = own_query(request, id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            description = describe_service.request_description(
-                query=query,
-                image_id=data.validated_data.get("image_id"),
-                context_mode=data.validated_data["context"],
-                regenerate=data.validated_data["regenerate"],
-            )
-        except describe_service.DescriptionQueueFull as exc:
-            raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
+        description = describe_service.request_description(
+            query=query,
+            image_id=data.validated_data.get("image_id"),
+            context_mode=data.validated_data["context"],
+            regenerate=data.validated_data["regenerate"],
+        )
         body = DescriptionSerializer(description, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from http import HTTPStatus
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -37,6 +38,7 @@ from PIL import Image as PILImage
 from search.catalog.models import Image
 from search.catalog.selectors import image_file_path
 from search.descriptions.models import Description
+from search.errors import ApplicationError, NotFound, TooManyRequests
 from search.index.service import IndexService, get_index_service
 from search.queries.models import SearchQuery
 from search.queries.retrieval import Hit, embed_image, nearest_images
@@ -63,19 +65,25 @@ RAG_GUIDANCE = (
 NO_CONTEXT_GUIDANCE = "Then say what the main object most likely is."
 
 
-class DescriptionsDisabled(Exception):
+class DescriptionsDisabled(ApplicationError):
     """TINYRAG_VLM_BACKEND is `none`."""
 
+    code = "disabled"
+    status = HTTPStatus.CONFLICT
 
-class NoSuchSubject(SearchInputError):
+
+class NoSuchSubject(NotFound):
     """The image to describe is not one of the query's (or the query has no upload)."""
 
 
-class GenerationCancelled(Exception):
+class GenerationCancelled(ApplicationError):
     """The row being generated was deleted (its query or user went): stop spending on it."""
 
+    code = "cancelled"
+    status = HTTPStatus.GONE
 
-class DescriptionQueueFull(Exception):
+
+class DescriptionQueueFull(TooManyRequests):
     """The user already has TINYRAG_DESCRIPTION_PENDING_MAX generations queued or running."""
 
     retry_after = QUEUE_FULL_RETRY_SECONDS

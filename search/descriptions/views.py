@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -12,16 +11,18 @@ from django.views.decorators.http import require_GET, require_POST
 from search.descriptions import services as describe_service
 from search.descriptions.models import Description
 from search.descriptions.selectors import get_description
+from search.errors import ApplicationError
 from search.queries.models import SearchQuery
 from search.queries.views import _own_query
-from search.web.pages import USER_FACING_ERRORS
+from search.web import PK_MAX
+from search.web.pages import show_error
 from tinyrag_site.throttling import rate_limited
 
 
 class DescribeForm(forms.Form):
     """What a Describe button sends: a result's id (none: the query's upload), the context."""
 
-    image_id = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    image_id = forms.IntegerField(required=False, min_value=1, max_value=PK_MAX)
     context = forms.ChoiceField(choices=Description.Context.choices, required=False)
 
     def clean_context(self) -> str:
@@ -43,11 +44,10 @@ def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_
     """Request a description; an error goes back to the page as a message (or HTMX card)."""
     try:
         description = describe_service.request_description(query=query, **request_args)
-    except USER_FACING_ERRORS as exc:
+    except ApplicationError as exc:
         if request.htmx:
             return render(request, "search/description.html#card", {"error": str(exc)})
-        messages.error(request, str(exc))
-        return redirect(back)
+        return show_error(request, exc, back=back)
     if request.htmx:
         return render(request, "search/description.html#card", {"description": description})
     return redirect("search:description", pk=description.pk)

@@ -22,6 +22,7 @@ import numpy as np
 from django.conf import settings
 
 from search.catalog.models import Dataset, Image
+from search.errors import ApplicationError
 from search.index import service as faiss_index
 from search.index.service import IndexManifest, IndexType
 from search.ml.batches import ImageFile, pixel_batches
@@ -31,8 +32,10 @@ SHARD_TARGET = 2048  # images per shard: ~30 s of CPU work, so a crash loses lit
 COMPILE_MIN_IMAGES = 20_000
 
 
-class BuildError(Exception):
+class BuildError(ApplicationError):
     """The build cannot start or go on; the message says why and what to do."""
+
+    code = "build"
 
 
 @dataclass(frozen=True)

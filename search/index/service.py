@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 import torch
 
+from search.errors import Unavailable
 from search.ml.names import display_model_id
 
 FORMAT_VERSION = 1
@@ -39,7 +40,7 @@ SEARCH_K_MAX = 10_000
 HNSW_BYTES_PER_LINK = 8  # two int32 neighbour ids per link and level-0 duplication, roughly
 
 
-class SearchIndexError(Exception):
+class SearchIndexError(Unavailable):
     """Base for index problems; the message says what to run."""
 
 
@@ -338,7 +339,8 @@ class IndexService:
         exclude_ids: set[int] | frozenset[int] = frozenset(),
         allowed_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k `Image` ids and scores per query row, best first; -1 pads missing results.
+        """Top-k scores and `Image` ids per query row, best first, in FAISS's order
+        (scores, ids); -inf and -1 pad missing results.
 
         `allowed_ids` restricts the search to those ids inside FAISS (an IDSelector), so a
         class filter still returns k results when the class has k indexed images. ValueError for
@@ -376,7 +378,7 @@ class IndexService:
             ][:k]
             for col, (i, s) in enumerate(keep):
                 out_ids[row, col], out_scores[row, col] = i, s
-        return out_ids, out_scores
+        return out_scores, out_ids
 
 
 _services: dict[tuple[Path, str], IndexService] = {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from search.errors import Unavailable
 
-class ModelError(Exception):
-    """Base class of the errors raised by search.ml."""
+
+class ModelError(Unavailable):
+    """Base class of the errors raised by search.ml: a model the server cannot use."""
 
 
 class DeviceError(ModelError):

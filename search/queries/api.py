@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from search.catalog.api import ImageSerializer
 from search.queries import selectors
 from search.queries import services as search_service
-from search.queries.models import SearchQuery
+from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
 from search.queries.uploads import ALLOWED_FORMATS, UploadError, check_upload_size
 from search.web.api import (
     RESPONSE_HEADERS,
@@ -30,7 +30,7 @@ from search.web.api import (
     errors,
     object_id,
 )
-from search.web.api_errors import SafeJSONParser
+from search.web.parsers import SafeJSONParser
 from tinyrag_site.throttling import ApiRateThrottle, SearchRateThrottle
 
 UPLOAD_MEDIA_TYPES = [f"image/{fmt.lower()}" for fmt in ALLOWED_FORMATS]  # image/jpeg, ...
@@ -134,8 +134,9 @@ class TextSearchApi(ApiAuthMixin, APIView):
         # Blank or whitespace-only text is refused; so is a NUL character (PostgreSQL).
         text = serializers.RegexField(
             r"^[^\x00]*\S[^\x00]*$",
-            max_length=500,
-            help_text="Any language the configured text encoder reads; at most 500 characters.",
+            max_length=TEXT_MAX_LENGTH,
+            help_text="Any language the configured text encoder reads; "
+            f"at most {TEXT_MAX_LENGTH} characters.",
         )
         top_k = top_k_field()
         class_filter = class_filter_field()

@@ -17,6 +17,9 @@ def upload_path(query: SearchQuery, filename: str) -> str:
     return f"uploads/{query.user_id}/{uuid.uuid4().hex}{suffix}"
 
 
+TEXT_MAX_LENGTH = 500  # characters of a text query: a sentence or two, not a document
+
+
 class SearchQuery(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "text"
@@ -27,7 +30,7 @@ class SearchQuery(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="search_queries"
     )
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    text = models.CharField(max_length=500, blank=True)
+    text = models.CharField(max_length=TEXT_MAX_LENGTH, blank=True)
     uploaded_image = models.ImageField(upload_to=upload_path, blank=True, max_length=255)
     source_image = models.ForeignKey(
         Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="similar_queries"

@@ -38,7 +38,7 @@ def nearest_images(
     allowed_ids: np.ndarray | None = None,
 ) -> list[Hit]:
     """The top-k `Image` rows for one query vector, best first."""
-    ids, scores = index.search(
+    scores, ids = index.search(
         vector.reshape(1, -1), k, exclude_ids=exclude_ids, allowed_ids=allowed_ids
     )
     pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]

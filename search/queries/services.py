@@ -16,14 +16,19 @@ from PIL import Image as PILImage
 
 from search.catalog.models import Image, ImageClass
 from search.catalog.selectors import image_file_path
+from search.errors import InvalidInput, NotFound
 from search.index.service import IndexService, get_index_service
-from search.queries.models import SearchQuery, SearchResult
+from search.queries.models import TEXT_MAX_LENGTH, SearchQuery, SearchResult
 from search.queries.retrieval import QueryVector, embed_image, embed_text, nearest_images
 from search.queries.uploads import normalise_upload
 
 
-class SearchInputError(ValueError):
+class SearchInputError(InvalidInput, ValueError):
     """A query that cannot run as given (bad k, unknown class...); one line for the user."""
+
+
+class NoSuchImage(NotFound):
+    """The collection image asked for is not there, or its file cannot be read."""
 
 
 def clamp_top_k(top_k: int | None) -> int:
@@ -94,8 +99,8 @@ def text_search(
     text = " ".join(text.split())
     if not text:
         raise SearchInputError("Type something to search for.")
-    if len(text) > 500:
-        raise SearchInputError("The text is longer than 500 characters.")
+    if len(text) > TEXT_MAX_LENGTH:
+        raise SearchInputError(f"The text is longer than {TEXT_MAX_LENGTH} characters.")
     return _run(
         user=user,
         kind=SearchQuery.Kind.TEXT,
@@ -132,12 +137,12 @@ def similar_search(
     try:
         source = Image.objects.select_related("dataset").get(pk=image_id)
     except Image.DoesNotExist:
-        raise SearchInputError(f"No image with id {image_id}.") from None
+        raise NoSuchImage(f"No image with id {image_id}.") from None
     try:
         with PILImage.open(image_file_path(source)) as img:
             img.load()
     except OSError:
-        raise SearchInputError(f"The file of image {image_id} cannot be read.") from None
+        raise NoSuchImage(f"The file of image {image_id} cannot be read.") from None
     return _run(
         user=user,
         kind=SearchQuery.Kind.SIMILAR,

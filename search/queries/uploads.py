@@ -20,6 +20,8 @@ from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from search.errors import InvalidInput
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Pillow opens a multi-picture JPEG (3D cameras, bursts) as MPO: a JPEG, read for its first picture.
 PHOTO_FORMATS = frozenset({"JPEG", "MPO"})
@@ -31,7 +33,7 @@ ENCODINGS = {"JPEG": (".jpg", {"quality": 90}), "PNG": (".png", {})}
 DECODE_SLOTS = threading.BoundedSemaphore(settings.TINYRAG_UPLOAD_DECODE_SLOTS)
 
 
-class UploadError(ValueError):
+class UploadError(InvalidInput, ValueError):
     """The upload is not an image we accept; the message is for the person who sent it."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from http import HTTPStatus
 
 from django import forms
 from django.conf import settings
@@ -18,22 +19,20 @@ from django_htmx.http import HttpResponseClientRedirect
 from search.catalog.selectors import class_choices
 from search.catalog.views import IMAGE_CACHE_SECONDS
 from search.descriptions.selectors import descriptions_enabled
+from search.errors import ApplicationError
 from search.index.selectors import index_status
-from search.index.service import SearchIndexError
-from search.ml.errors import ModelError
 from search.queries import services as search_service
-from search.queries.models import SearchQuery
+from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
 from search.queries.selectors import get_query, query_history, query_results
-from search.queries.services import SearchInputError
 from search.queries.uploads import UploadError, check_upload_size
-from search.web.pages import USER_FACING_ERRORS, login_or_token_required
+from search.web.pages import login_or_token_required, show_error
 from tinyrag_site.throttling import rate_limited
 
 
 class SearchForm(forms.Form):
     text = forms.CharField(
         required=False,
-        max_length=500,
+        max_length=TEXT_MAX_LENGTH,
         widget=forms.TextInput(attrs={"placeholder": "Search in any language"}),
     )
     image = forms.FileField(required=False)
@@ -106,10 +105,11 @@ def run_search(request: HttpRequest) -> HttpResponse:
                 query = search_service.image_search(data=data["image"].read(), **common)
             else:
                 query = search_service.text_search(text=data["text"], **common)
-        except (SearchInputError, UploadError) as exc:
-            form.add_error("image" if isinstance(exc, UploadError) else None, str(exc))
-        except (SearchIndexError, ModelError) as exc:
-            error = str(exc)
+        except ApplicationError as exc:
+            if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+                error = str(exc)  # the operator's to fix: said above the form, with a 503
+            else:  # the sender's input: said on the form, with a 400
+                form.add_error("image" if isinstance(exc, UploadError) else None, str(exc))
         else:
             if request.htmx:
                 response = render(request, "search/page.html#results", _result_context(query))
@@ -127,11 +127,8 @@ def run_search(request: HttpRequest) -> HttpResponse:
 def similar(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         query = search_service.similar_search(user=request.user, image_id=pk)
-    except SearchInputError as exc:
-        raise Http404(str(exc)) from None
-    except (SearchIndexError, ModelError) as exc:
-        messages.error(request, str(exc))
-        return redirect("search:home")
+    except ApplicationError as exc:
+        return show_error(request, exc, back=reverse("search:home"))
     return _to_query(request, query)
 
 
@@ -167,9 +164,8 @@ def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
     query = _own_query(request, pk)
     try:
         new = search_service.rerun(query=query)
-    except USER_FACING_ERRORS as exc:
-        messages.error(request, str(exc))
-        return redirect("search:query", pk=pk)
+    except ApplicationError as exc:
+        return show_error(request, exc, back=reverse("search:query", args=[pk]))
     return _to_query(request, new)
 
 

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 
 from search.ml.names import display_model_id
+from search.web import PK_MAX
 
 
 @extend_schema_serializer(component_name="ErrorDetail")
@@ -68,7 +69,7 @@ def object_id(name: str, what: str) -> OpenApiParameter:
     """A primary key in the path (search/api_urls.py routes only 1..2^63-1, else 404)."""
     return OpenApiParameter(
         name,
-        {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1},
+        {"type": "integer", "format": "int64", "minimum": 1, "maximum": PK_MAX},
         OpenApiParameter.PATH,
         description=what,
     )

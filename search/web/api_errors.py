@@ -9,16 +9,12 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, parsers, status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from search.descriptions.services import DescriptionsDisabled, NoSuchSubject
-from search.index.service import SearchIndexError
-from search.ml.errors import ModelError
-from search.queries.services import SearchInputError
-from search.queries.uploads import UploadError
+from search.errors import ApplicationError
 
 # Django raises these while reading an oversized or overstuffed body; left alone they would
 # become an HTML 400 page.
@@ -29,19 +25,6 @@ _BODY_LIMIT_ERRORS = {
 }
 
 
-class SafeJSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with every document it cannot decode a ParseError (a 400): DRF's own
-    turns only ValueError into one, so 100 kB of `[` (RecursionError) would be a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError(
-                "JSON parse error - the document is nested too deeply."
-            ) from None
-
-
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict:
     error = {"code": code, "message": message}
     if fields:
@@ -50,20 +33,18 @@ def error_body(code: str, message: str, fields: dict[str, str] | None = None) ->
 
 
 def exception_handler(exc, context):
-    """DRF's handler, reshaped; domain errors become 400 (bad input), 409 (descriptions off)
-    or 503 (not ready)."""
-    if isinstance(exc, DescriptionsDisabled):
-        return Response(error_body("disabled", str(exc)), status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, NoSuchSubject):
-        exc = exceptions.NotFound(str(exc))  # the image is not found within that query
-    if isinstance(exc, (SearchInputError, UploadError)):
-        exc = exceptions.ValidationError(str(exc))
+    """DRF's handler, reshaped. A domain error (search.errors.ApplicationError) answers with
+    its own code and status; a 404 and a 429 go through DRF's own, so they read (and a 429
+    sends Retry-After) like every other not-found and throttled answer."""
+    if isinstance(exc, ApplicationError):
+        if exc.status == status.HTTP_404_NOT_FOUND:
+            exc = exceptions.NotFound(str(exc))
+        elif exc.status == status.HTTP_429_TOO_MANY_REQUESTS:
+            exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))
+        else:
+            return Response(error_body(exc.code, str(exc)), status=exc.status)
     elif type(exc) in _BODY_LIMIT_ERRORS:
         exc = exceptions.ValidationError(_BODY_LIMIT_ERRORS[type(exc)])
-    if isinstance(exc, (SearchIndexError, ModelError)):
-        return Response(
-            error_body("unavailable", str(exc)), status=status.HTTP_503_SERVICE_UNAVAILABLE
-        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500 handling logs it with its traceback

@@ -1,30 +1,28 @@
-"""What every product page shares: the errors shown as messages, file-view authentication."""
+"""What every product page shares: how a domain error is shown, file-view authentication."""
 
 from __future__ import annotations
 
 from functools import wraps
+from http import HTTPStatus
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from search.descriptions import services as describe_service
-from search.index.service import SearchIndexError
-from search.ml.errors import ModelError
-from search.queries.services import SearchInputError
-from search.queries.uploads import UploadError
+from search.errors import ApplicationError
 
-# What a person can act on: shown as a message, never a 500.
-USER_FACING_ERRORS = (
-    SearchInputError,
-    UploadError,
-    describe_service.DescriptionsDisabled,
-    describe_service.DescriptionQueueFull,
-    SearchIndexError,
-    ModelError,
-)
+
+def show_error(request: HttpRequest, exc: ApplicationError, *, back: str) -> HttpResponse:
+    """How a page shows a domain error (search.errors) that it has no better place for: a
+    not-found is the 404 page, anything else a message on the page the user came from."""
+    if exc.status == HTTPStatus.NOT_FOUND:
+        raise Http404(str(exc))
+    messages.error(request, str(exc))
+    return redirect(back)
 
 
 def login_or_token_required(view):

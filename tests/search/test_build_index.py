@@ -55,7 +55,7 @@ def test_build_indexes_train_only_and_every_image_finds_itself(imported, clip_se
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
     service = fi.get_index_service("tiny")
-    found, _ = service.search(vectors, k=1)
+    _, found = service.search(vectors, k=1)
     assert list(found[:, 0]) == list(ids)
 
 

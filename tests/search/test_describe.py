@@ -16,8 +16,9 @@ from django_tasks_db.models import DBTaskResult
 from search.catalog.models import Image
 from search.descriptions import services as describe
 from search.descriptions.models import Description
+from search.descriptions.services import NoSuchSubject
 from search.queries.models import SearchQuery
-from search.queries.services import SearchInputError, text_search
+from search.queries.services import text_search
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,9 +100,9 @@ def test_identical_request_reuses_and_regenerate_forces_a_new_one(query, other_u
 
 def test_only_the_querys_images_can_be_described(query):
     stranger = Image.objects.exclude(pk__in=query.results.values("image_id")).first()
-    with pytest.raises(SearchInputError, match="not among this query's images"):
+    with pytest.raises(NoSuchSubject, match="not among this query's images"):
         describe.request_description(query=query, image_id=stranger.pk)
-    with pytest.raises(SearchInputError, match="no uploaded image"):
+    with pytest.raises(NoSuchSubject, match="no uploaded image"):
         describe.request_description(query=query)
 
 

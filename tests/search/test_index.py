@@ -44,7 +44,7 @@ def test_flat_index_finds_every_vector_itself_first_by_image_id(tmp_path):
     vectors = clustered(300, 16)
     ids = np.arange(1000, 1300, dtype=np.int64)  # ids are Image keys, not positions
     publish(tmp_path, vectors, ids)
-    found, scores = IndexService(tmp_path, "idx").search(vectors, k=3)
+    scores, found = IndexService(tmp_path, "idx").search(vectors, k=3)
     assert (found[:, 0] == ids).all()
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
     # scores are inner products = cosine similarities, computed independently with numpy
@@ -62,8 +62,8 @@ def test_flat_search_of_few_and_many_queries_agrees_with_numpy(tmp_path):
     queries = clustered(fi.EXACT_GEMV_MAX_QUERIES + 4, 32, seed=7)
     brute = queries @ vectors.T
     expected_ids = ids[np.argsort(-brute, axis=1)[:, :5]]
-    few, few_scores = service.search(queries[:1], k=5)
-    many, many_scores = service.search(queries, k=5)
+    few_scores, few = service.search(queries[:1], k=5)
+    many_scores, many = service.search(queries, k=5)
     np.testing.assert_array_equal(few[0], expected_ids[0])
     np.testing.assert_array_equal(many, expected_ids)
     np.testing.assert_allclose(few_scores[0], np.sort(brute[0])[::-1][:5], atol=1e-5)
@@ -94,7 +94,7 @@ def test_exclude_ids_and_padding(tmp_path):
     vectors = clustered(5, 8)
     publish(tmp_path, vectors, np.arange(10, 15, dtype=np.int64))
     service = IndexService(tmp_path, "idx")
-    found, scores = service.search(vectors[0], k=10, exclude_ids={10})
+    scores, found = service.search(vectors[0], k=10, exclude_ids={10})
     assert 10 not in found[0]
     assert sorted(found[0][:4]) == [11, 12, 13, 14]
     assert list(found[0][4:]) == [-1] * 6
@@ -192,7 +192,7 @@ def test_an_absurd_k_is_refused_before_anything_is_allocated(tmp_path):
     service = IndexService(tmp_path, "idx")
     with pytest.raises(ValueError, match=f"k must be between 0 and {fi.SEARCH_K_MAX}; got 10001"):
         service.search(vectors[0], k=fi.SEARCH_K_MAX + 1)
-    found, scores = service.search(vectors[0], k=fi.SEARCH_K_MAX)  # the bound itself: padded
+    scores, found = service.search(vectors[0], k=fi.SEARCH_K_MAX)  # the bound itself: padded
     assert found.shape == scores.shape == (1, fi.SEARCH_K_MAX)
     assert (found[0, 20:] == -1).all()
     assert sorted(found[0, :20]) == list(range(20))

@@ -12,7 +12,6 @@ describer is never given the true label.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from django.conf import settings
@@ -29,6 +28,7 @@ from evaluation.services import (
     parse_ks,
 )
 from search.catalog.models import Image
+from search.ops.progress import DEFAULT_WORKERS
 
 
 def _value(value) -> str:
@@ -139,7 +139,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=min(4, os.cpu_count() or 1),
+            default=DEFAULT_WORKERS,
             help="DataLoader processes decoding query images (default: up to 4).",
         )
 

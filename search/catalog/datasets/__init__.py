@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+from search.errors import ApplicationError
 
-class DatasetError(Exception):
+
+class DatasetError(ApplicationError):
     """A dataset operation that cannot go on; the message is one line for a person."""
+
+    code = "dataset"

@@ -6,7 +6,6 @@ Exit status 0 when complete and clean; 1 with the list of problems otherwise.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog.datasets import DatasetError
 from search.catalog.datasets.tinyimagenet import DIR_NAME, Expectations, check
-from search.ops.progress import progress_factory
+from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 
 class Command(BaseCommand):
@@ -31,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=min(4, os.cpu_count() or 1),
+            default=DEFAULT_WORKERS,
             help="Processes decoding images (default: up to 4; 0 = in-process).",
         )
         parser.add_argument(

@@ -6,7 +6,6 @@ with --prune.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from search.catalog.datasets.roots import root_problem
 from search.catalog.datasets.tinyimagenet import DIR_NAME
 from search.catalog.datasets.tinyimagenet import scan as scan_tinyimagenet
 from search.catalog.models import Dataset
-from search.ops.progress import progress_factory
+from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 SCANNERS = {
     Dataset.Source.TINYIMAGENET: scan_tinyimagenet,
@@ -53,7 +52,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=min(4, os.cpu_count() or 1),
+            default=DEFAULT_WORKERS,
             help="Processes reading image headers (default: up to 4).",
         )
 

@@ -7,7 +7,6 @@ after a crash or Ctrl-C (--restart starts over). The published index is swapped 
 from __future__ import annotations
 
 import argparse
-import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -23,7 +22,7 @@ from search.index.build import (
 from search.index.service import IndexType, SearchIndexError
 from search.ml.errors import ModelError
 from search.ml.registry import get_clip_embedder
-from search.ops.progress import progress_factory
+from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 
 class Command(BaseCommand):
@@ -59,7 +58,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=min(4, os.cpu_count() or 1),
+            default=DEFAULT_WORKERS,
             help="DataLoader processes decoding images (default: up to 4).",
         )
         parser.add_argument(

@@ -1,0 +1,42 @@
+"""One error base for everything a person or a client can act on (HackSoft's ApplicationError).
+
+A domain error says what went wrong in one line and carries what the two front doors need: a
+`code` for API clients and an HTTP `status`. The API maps every one in one place
+(search/web/api_errors.py) and pages in another (search/web/pages.py), both from these two
+attributes, so a new error is one class here or beside its domain, and nothing else.
+Anything that is not an ApplicationError is a bug: a 500, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class ApplicationError(Exception):
+    code: str = "error"
+    status: int = HTTPStatus.BAD_REQUEST
+    retry_after: int | None = None  # seconds, sent as Retry-After where it is set
+
+
+class InvalidInput(ApplicationError):
+    """The request cannot run as given; the message tells its sender what to change."""
+
+    code = "invalid"
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    status = HTTPStatus.NOT_FOUND
+
+
+class Unavailable(ApplicationError):
+    """The server is not ready for this (no index, a model that does not load): it is the
+    operator's to fix, and the message says how."""
+
+    code = "unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class TooManyRequests(ApplicationError):
+    code = "throttled"
+    status = HTTPStatus.TOO_MANY_REQUESTS
