@@ -170,7 +170,7 @@ def _measure(phase: str, args: argparse.Namespace, model_dir: Path, image_dir: P
 
 
 def main() -> None:
-    from search.ml.clip import usable_cpu_count
+    from search.ml.device import usable_cpu_count
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1024, help="Synthetic JPEGs to embed.")

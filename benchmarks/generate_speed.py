@@ -251,7 +251,8 @@ def run_ours(variant: str, model_dir: Path, new_tokens: int, repeat: int) -> tup
     import torch
 
     from search.ml.device import compute_target
-    from search.ml.vlm import TransformersDescriber, quantize_decoder_int8
+    from search.ml.vlm.int8 import quantize_decoder_int8
+    from search.ml.vlm.transformers import TransformersDescriber
 
     name, _, pixels = variant.partition("@")
     min_pixels = int(pixels) ** 2 if pixels else ORIGINAL_MIN_PIXELS
@@ -332,7 +333,7 @@ def logit_agreement(describer, image) -> dict:
     """One decode step (the 2nd token: same inputs either way) with int8 vs dense weights."""
     import torch
 
-    from search.ml.vlm import Int8DecodeLinear
+    from search.ml.vlm.int8 import Int8DecodeLinear
 
     model = describer._model
     inputs = describer._inputs(image, PROMPT)

@@ -1,5 +1,5 @@
 """What an upload costs the web worker: peak memory and time of reading it and preparing it
-for CLIP (search.services.uploads.read_upload, then CLIP's own 224-pixel preprocessing).
+for CLIP (search.queries.uploads.read_upload, then CLIP's own 224-pixel preprocessing).
 
 Each case runs in a fresh process, so its peak RSS (resource.getrusage) is its own; the
 baseline is the process after imports, before the upload. `--tree` points at another
@@ -26,7 +26,10 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 from transformers import CLIPImageProcessor
-from search.queries.uploads import UploadError, read_upload
+try:
+    from search.queries.uploads import UploadError, read_upload
+except ImportError:  # a tree from before the domain packages
+    from search.services.uploads import UploadError, read_upload
 
 processor = CLIPImageProcessor()  # clip-ViT-B-32's: shortest side 224, centre crop 224
 data = sys.stdin.buffer.read()

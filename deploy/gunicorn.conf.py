@@ -14,7 +14,7 @@ max_requests = 2000  # recycle workers now and then; jitter avoids all restartin
 max_requests_jitter = 200
 # Request heads (OWASP Denial of Service): the longest URL the site links to is far below 4 kB,
 # and a browser sends ~15 headers. gunicorn answers anything larger with a 400 before Django.
-# Bodies have no gunicorn limit: Django refuses them (search/upload_handlers.py).
+# Bodies have no gunicorn limit: Django refuses them (search/queries/upload_handlers.py).
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190  # a header, cookies included

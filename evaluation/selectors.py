@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import QuerySet
 
 from evaluation.models import EvaluationRun
@@ -92,12 +95,24 @@ def retrieval_ks(run: EvaluationRun) -> list[int]:
     return sorted(int(k) for k in run.configuration.get("ks", []))
 
 
+def retrieval_rows(run: EvaluationRun, ks: list[int]) -> list[dict]:
+    """The run page's retrieval table: one row per k, recall and precision of each mode."""
+    return [
+        {
+            "k": k,
+            **{
+                f"{mode}_{name}": run.metrics[mode].get(f"{name}@{k}")
+                for mode in ("image", "text")
+                if mode in run.metrics
+                for name in ("recall", "precision")
+            },
+        }
+        for k in ks
+    ]
+
+
 def available_indexes() -> list[str]:
     """Names of the published indexes in TINYRAG_INDEX_DIR (the form's choices)."""
-    from pathlib import Path
-
-    from django.conf import settings
-
     folder = Path(settings.TINYRAG_INDEX_DIR)
     if not folder.is_dir():
         return []

@@ -1,4 +1,5 @@
-"""Background work of the evaluation app, through Django's Tasks API (see search/tasks.py)."""
+"""Background work of the evaluation app, through Django's Tasks API (the backend is the
+TASKS setting, as for search/descriptions/tasks.py)."""
 
 from __future__ import annotations
 

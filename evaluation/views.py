@@ -14,9 +14,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRefresh
 
-from evaluation import charts, selectors, services
-from evaluation.models import EvaluationRun
-from evaluation.services import (
+from evaluation import charts, selectors
+from evaluation.config import (
     DEFAULT_RAG_SAMPLE,
     RAG_CONTEXTS,
     SAMPLE_MAX,
@@ -24,8 +23,9 @@ from evaluation.services import (
     EvaluationConfig,
     EvaluationError,
     parse_ks,
-    request_run,
 )
+from evaluation.models import EvaluationRun
+from evaluation.services import request_run, with_stall_check
 from search.catalog.models import Image
 from search.descriptions.models import Description
 
@@ -119,7 +119,7 @@ def _run(pk: int) -> EvaluationRun:
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = services.with_stall_check(_run(pk))
+    run = with_stall_check(_run(pk))
     if request.htmx:
         if run.finished:  # the results are a whole page: reload it
             return HttpResponseClientRefresh()
@@ -129,18 +129,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "run": run,
         "ks": ks,
-        "retrieval_rows": [
-            {
-                "k": k,
-                **{
-                    f"{mode}_{name}": run.metrics[mode].get(f"{name}@{k}")
-                    for mode in ("image", "text")
-                    if mode in run.metrics
-                    for name in ("recall", "precision")
-                },
-            }
-            for k in ks
-        ],
+        "retrieval_rows": selectors.retrieval_rows(run, ks),
         "charts": charts.run_charts(run.metrics, run.per_class, ks) if run.finished else {},
         "worst_classes": selectors.worst_classes(run),
         "rag": rag,

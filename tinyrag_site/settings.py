@@ -1,6 +1,7 @@
 """TinyRAG settings: read from the environment once, with typed defaults.
 
-Every variable is listed with a comment in `.env.example`. Production (DEBUG off) refuses to
+Every variable is listed with a comment and its default in `.env.example`
+(tests/tinyrag_site/test_env_example.py compares the two). Production (DEBUG off) refuses to
 start without SECRET_KEY.
 """
 
@@ -73,7 +74,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 TINYRAG_DATA_DIR = env_path("TINYRAG_DATA_DIR", BASE_DIR / "data")
 TINYRAG_INDEX_DIR = env_path("TINYRAG_INDEX_DIR", BASE_DIR / "vector_db")
 # Other directories that dataset roots may lie in (comma-separated, absolute), besides
-# TINYRAG_DATA_DIR: the app serves any image file under a dataset's root (search/datasets/roots.py).
+# TINYRAG_DATA_DIR: the app serves any image file under a dataset's root
+# (search/catalog/datasets/roots.py).
 TINYRAG_DATASET_ROOTS = env_list("TINYRAG_DATASET_ROOTS", [])
 
 INSTALLED_APPS = [
@@ -184,9 +186,9 @@ AUTHENTICATION_BACKENDS = ["tinyrag_site.accounts.ThrottledModelBackend"]
 TINYRAG_TRUSTED_PROXIES = env_int("TINYRAG_TRUSTED_PROXIES", 0)
 
 # Shared state of every web worker and machine (login throttles, rate limits): the database
-# cache by default (`manage.py createcachetable`; nothing else to run), `redis://host:6379/0`
-# for many machines. tinyrag_site.cache.DatabaseCache is Django's with an atomic incr() and an
-# add() that does not count the whole table.
+# cache by default (`manage.py migrate` creates its table: tinyrag_site/signals.py; nothing else
+# to run), `redis://host:6379/0` for many machines. tinyrag_site.cache.DatabaseCache is Django's
+# with an atomic incr() and an add() that does not count the whole table.
 # https://docs.djangoproject.com/en/5.2/topics/cache/
 TINYRAG_CACHE_URL = env_str("TINYRAG_CACHE_URL", "db://tinyrag_cache")
 
@@ -346,7 +348,7 @@ TINYRAG_UPLOAD_RESIZE_SIDE = env_int("TINYRAG_UPLOAD_RESIZE_SIDE", 1024)
 TINYRAG_UPLOAD_DECODE_SLOTS = env_int("TINYRAG_UPLOAD_DECODE_SLOTS", 2)  # per process
 # Request bodies: form fields and JSON (a few kB here) up to 1 MB; file data past 2.5 MB spools
 # to a temporary file; a multipart body over one upload plus its fields is refused from its
-# Content-Length, before it is read (search/upload_handlers.py). Django's deployment checklist:
+# Content-Length, before it is read (search/queries/upload_handlers.py).
 # https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440

@@ -67,7 +67,7 @@ class ImageDetailApi(ApiAuthMixin, APIView):
     )
     def get(self, request, id: int):
         try:
-            image = Image.objects.select_related("dataset", "image_class").get(pk=id)
+            image = selectors.get_image(image_id=id)
         except Image.DoesNotExist:
             raise NotFound("No image with this id.") from None
         return Response(ImageDetailSerializer(image, context={"request": request}).data)

@@ -28,7 +28,7 @@ class Dataset(models.Model):
 
     def clean(self) -> None:
         """The admin may not point a dataset at any folder of the server (its files are served
-        to every user): the root must lie where search/datasets/roots.py allows."""
+        to every user): the root must lie where search/catalog/datasets/roots.py allows."""
         super().clean()
         problem = root_problem(self.root) if self.root else None
         if problem:

@@ -1,7 +1,8 @@
-"""Reads of the collection: datasets, classes, where an image's file is."""
+"""Reads of the collection: datasets, classes, images and where an image's file is."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db.models import Count, Q, QuerySet
@@ -9,6 +10,12 @@ from django.db.models import Count, Q, QuerySet
 from search.catalog.datasets.layout import IMAGE_SUFFIXES
 from search.catalog.datasets.roots import root_problem
 from search.catalog.models import Dataset, Image, ImageClass
+
+
+@dataclass(frozen=True)
+class CollectionSize:
+    datasets: int
+    images: int
 
 
 def dataset_overview() -> QuerySet[Dataset]:
@@ -21,17 +28,30 @@ def dataset_overview() -> QuerySet[Dataset]:
     )
 
 
+def collection_size() -> CollectionSize:
+    """How many datasets and images are imported (bootstrap and doctor report it)."""
+    return CollectionSize(datasets=Dataset.objects.count(), images=Image.objects.count())
+
+
 def class_choices(dataset_name: str | None) -> QuerySet[ImageClass]:
+    """The classes of the indexed dataset, by name, for the class filter; none without one."""
     classes = ImageClass.objects.order_by("name")
     return classes.filter(dataset__name=dataset_name) if dataset_name else classes.none()
 
 
 def classes_with_counts() -> QuerySet[ImageClass]:
+    """Every class of every dataset with `image_count` (all splits), by dataset and wnid."""
     return (
         ImageClass.objects.select_related("dataset")
         .annotate(image_count=Count("images"))
         .order_by("dataset__name", "wnid")
     )
+
+
+def get_image(*, image_id: int) -> Image:
+    """One image of the collection with its dataset and class; Image.DoesNotExist if none.
+    Collection images are every user's to see: there is no owner to scope to."""
+    return Image.objects.select_related("dataset", "image_class").get(pk=image_id)
 
 
 def image_file_path(image: Image) -> Path:
@@ -47,4 +67,13 @@ def image_file_path(image: Image) -> Path:
         raise FileNotFoundError(f"image {image.pk} points outside its dataset")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise FileNotFoundError(f"image {image.pk} is not an image file")
+    return path
+
+
+def image_file(*, image_id: int) -> Path:
+    """The file of collection image `image_id`, there on disk: Image.DoesNotExist for an
+    unknown id, FileNotFoundError for a file that is refused (image_file_path) or missing."""
+    path = image_file_path(get_image(image_id=image_id))
+    if not path.is_file():
+        raise FileNotFoundError(f"image {image_id}: {path.name} is not on disk")
     return path

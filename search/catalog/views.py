@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-import io
 import mimetypes
+from pathlib import Path
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET
-from PIL import Image as PILImage
 
+from search.catalog import selectors
 from search.catalog.models import Image
-from search.catalog.selectors import dataset_overview, image_file_path
+from search.catalog.services import thumbnail_jpeg
 from search.index.selectors import index_status
 from search.web.pages import login_or_token_required
-
-THUMBNAIL_SIDE = 160  # px: a crisp grid cell on high-density screens
-
 
 IMAGE_CACHE_SECONDS = 24 * 3600  # dataset files never change under the same id
 
 
-def _dataset_image(pk: int) -> tuple[Image, object]:
-    image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+def _image_path(pk: int) -> Path:
     try:
-        path = image_file_path(image)
+        return selectors.image_file(image_id=pk)
+    except Image.DoesNotExist:
+        raise Http404("No such image.") from None
     except FileNotFoundError:
         raise Http404("Image file not found.") from None
-    if not path.is_file():
-        raise Http404("Image file not found.")
-    return image, path
 
 
 @login_or_token_required
 @require_GET
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
-    _, path = _dataset_image(pk)
+    path = _image_path(pk)
     content_type = mimetypes.guess_type(path.name.lower())[0] or "application/octet-stream"
     response = FileResponse(path.open("rb"), content_type=content_type)
     patch_cache_control(response, private=True, max_age=IMAGE_CACHE_SECONDS)
@@ -46,16 +41,12 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
 @login_or_token_required
 @require_GET
 def image_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
-    _, path = _dataset_image(pk)
+    path = _image_path(pk)
     try:
-        with PILImage.open(path) as img:
-            thumb = img.convert("RGB")
-        thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # shrinks large images, never enlarges
+        jpeg = thumbnail_jpeg(path=path)
     except OSError:
         raise Http404("Image file cannot be read.") from None
-    buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=85)
-    response = HttpResponse(buf.getvalue(), content_type="image/jpeg")
+    response = HttpResponse(jpeg, content_type="image/jpeg")
     patch_cache_control(response, private=True, max_age=IMAGE_CACHE_SECONDS)
     return response
 
@@ -65,5 +56,5 @@ def collections(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "search/collections.html",
-        {"datasets": dataset_overview(), "index": index_status()},
+        {"datasets": selectors.dataset_overview(), "index": index_status()},
     )

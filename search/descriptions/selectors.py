@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 
-def get_description(*, user, description_id: int):
-    """One of the user's descriptions (through its query); others' are not found."""
-    from search.descriptions.models import Description
+from search.descriptions.models import Description
+from search.ml.registry import describer_enabled
+from search.queries.models import SearchQuery
 
+
+def get_description(*, user, description_id: int) -> Description:
+    """One of the user's descriptions (through its query); another user's id is
+    Description.DoesNotExist, as for an id that does not exist (a 404, never a 403)."""
     return Description.objects.select_related("query", "image__image_class").get(
         pk=description_id, query__user=user
     )
 
 
-def descriptions_enabled() -> bool:
-    from django.conf import settings
+def query_descriptions(*, user, query: SearchQuery) -> QuerySet[Description]:
+    """The descriptions of one of the user's queries, newest first (none for another user's)."""
+    return (
+        Description.objects.filter(query=query, query__user=user)
+        .select_related("image__image_class")
+        .order_by("-created_at", "-id")
+    )
 
-    return settings.TINYRAG_VLM_BACKEND != "none"
+
+def descriptions_enabled() -> bool:
+    """Whether Describe buttons are shown: the one decision, `search.ml.registry`'s."""
+    return describer_enabled()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from django_tasks import task
 
-from search.descriptions.services import claim_next, recover_stalled, run_description
+from search.descriptions.queue import DESCRIPTIONS, claim_next
+from search.descriptions.services import run_description
+from search.ops import jobs
 
 
 @task()
@@ -15,10 +17,10 @@ def generate_description(description_id: int | None = None) -> str:
     """Write the next description's text into its row as the model generates it.
 
     A task is one place in the queue, not one row: it runs whichever generation is fairest
-    now (search.services.describe.fair_order). `description_id` is accepted, and ignored,
+    now (search.descriptions.queue.fair_order). `description_id` is accepted, and ignored,
     for tasks enqueued before the queue was fair."""
     description = claim_next()
     # Rows a dead worker left behind get their retry from a live one. After the claim, so
     # that this task is no longer among the waiting ones when tasks are counted against rows.
-    recover_stalled()
+    jobs.recover_stalled(DESCRIPTIONS)
     return run_description(description).status if description is not None else "idle"

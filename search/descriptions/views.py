@@ -13,7 +13,7 @@ from search.descriptions.models import Description
 from search.descriptions.selectors import get_description
 from search.errors import ApplicationError
 from search.queries.models import SearchQuery
-from search.queries.views import _own_query
+from search.queries.views import own_query
 from search.web import PK_MAX
 from search.web.pages import show_error
 from tinyrag_site.throttling import rate_limited
@@ -56,7 +56,7 @@ def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_
 @require_POST
 @rate_limited("describe")
 def describe(request: HttpRequest, pk: int) -> HttpResponse:
-    query = _own_query(request, pk)
+    query = own_query(request, pk)
     form = DescribeForm(request.POST)
     if not form.is_valid():  # the buttons never send this: a 400 that says why, in one line
         return HttpResponse(form.error_line(), status=400, content_type="text/plain; charset=utf-8")

@@ -3,7 +3,8 @@
 Decoding and preprocessing run in DataLoader worker processes while the model runs batched in
 this process. Embeddings are written in shards (`<index_dir>/.builds/<name>.partial/`) as they
 are computed; a rerun after a crash, Ctrl-C or kill -9 continues after the last complete shard.
-Only when every shard is done is the index built and published (atomically, see index.py).
+Only when every shard is done is the index built and published (atomically, see
+search/index/service.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from search.errors import ApplicationError
 from search.index import service as faiss_index
 from search.index.service import IndexManifest, IndexType
 from search.ml.batches import ImageFile, pixel_batches
+from search.ml.registry import get_clip_embedder
 
 SHARD_TARGET = 2048  # images per shard: ~30 s of CPU work, so a crash loses little
 # torch.compile costs 12-35 s once and then embeds ~1.2-1.4x faster: worth it from here on.
@@ -170,13 +172,18 @@ def _batches_within_shards(count: int, shard_size: int, batch_size: int, first_s
 def build_index(
     options: BuildOptions,
     *,
-    embedder,
+    embedder=None,
     index_dir: Path | None = None,
     progress_factory=None,
     log: Callable[[str], None] = lambda _: None,
 ) -> IndexManifest:
-    """Embed the planned images (resuming finished shards), then build and publish the index."""
+    """Embed the planned images (resuming finished shards), then build and publish the index.
+
+    `embedder` defaults to the configured CLIP (TINYRAG_CLIP_MODEL); the index records its id.
+    """
     started = time.perf_counter()
+    if embedder is None:
+        embedder = get_clip_embedder()
     index_dir = Path(index_dir or settings.TINYRAG_INDEX_DIR)
     dataset = resolve_dataset(options.dataset)
     plan = plan_images(dataset, options.splits, options.limit_per_class)

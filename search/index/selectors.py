@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search.index.service import IndexManifest, SearchIndexError, get_index_service
+from django.conf import settings
+
+from search.index.service import IndexManifest, SearchIndexError, get_index_service, read_manifest
 
 
 @dataclass(frozen=True)
@@ -19,3 +21,13 @@ def index_status(name: str | None = None) -> IndexStatus:
         return IndexStatus(get_index_service(name).manifest)
     except SearchIndexError as exc:
         return IndexStatus(None, str(exc))
+
+
+def is_published(*, name: str | None = None) -> bool:
+    """Whether TINYRAG_INDEX_DIR holds a readable manifest of index `name` (default
+    TINYRAG_INDEX_NAME); reads that one file, never the index itself."""
+    try:
+        read_manifest(settings.TINYRAG_INDEX_DIR, name or settings.TINYRAG_INDEX_NAME)
+    except SearchIndexError:
+        return False
+    return True

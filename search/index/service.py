@@ -10,6 +10,10 @@ immutable build folder `.builds/<name>-<stamp>/` holding::
 
 Publishing swaps the link with one atomic rename, so a reader sees the old index or the new
 one, never a half-written folder, whatever kills the build.
+
+faiss and torch are imported inside the functions that use them: the URLconf imports this
+module (through the search and describe services), and a page that never searches must not
+pay for them.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
-import torch
+from django.conf import settings
 
 from search.errors import Unavailable
 from search.ml.names import display_model_id
+
+if TYPE_CHECKING:  # annotations only; the functions import them (see above)
+    import faiss
+    import torch
 
 FORMAT_VERSION = 1
 FLAT_MAX = 200_000  # exact search stays fast (~10 ms/query here at 100k x 512) up to this
@@ -137,6 +145,8 @@ def build_faiss_index(
     vectors: np.ndarray, ids: np.ndarray, index_type: IndexType, params: dict | None = None
 ) -> tuple[faiss.Index, dict]:
     """An inner-product index over unit vectors (= cosine), keyed by `ids`."""
+    import faiss  # here, not at the top: the URLconf imports this module
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     count, dim = vectors.shape
@@ -170,6 +180,8 @@ def build_faiss_index(
 
 def _set_search_params(index: faiss.Index, manifest: IndexManifest) -> None:
     """efSearch / nprobe are not all kept by write_index; apply the manifest's."""
+    import faiss  # here, not at the top: the URLconf imports this module
+
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     if manifest.index_type == IndexType.HNSW and "efSearch" in manifest.index_params:
         inner.hnsw.efSearch = manifest.index_params["efSearch"]
@@ -183,6 +195,8 @@ def _set_search_params(index: faiss.Index, manifest: IndexManifest) -> None:
 def write_index_folder(
     folder: Path, index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, manifest: IndexManifest
 ) -> None:
+    import faiss  # here, not at the top: the URLconf imports this module
+
     folder.mkdir(parents=True, exist_ok=False)
     faiss.write_index(index, str(folder / "index.faiss"))
     np.save(folder / "embeddings.npy", np.asarray(vectors, dtype=np.float32))
@@ -240,6 +254,9 @@ class FlatView:
 
     @classmethod
     def of(cls, index: faiss.Index) -> FlatView | None:
+        import faiss  # here, not at the top: the URLconf imports this module
+        import torch  # likewise
+
         if not isinstance(index, faiss.IndexIDMap2):
             return None
         inner = faiss.downcast_index(index.index)
@@ -250,6 +267,8 @@ class FlatView:
         return cls(vectors, faiss.vector_to_array(index.id_map), index)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch  # here, not at the top: the URLconf imports this module
+
         with torch.inference_mode():
             scores = torch.from_numpy(queries) @ self.vectors.T
             top = torch.topk(scores, min(k, len(self.ids)), dim=1)
@@ -276,6 +295,8 @@ def read_manifest(index_dir: Path, name: str) -> IndexManifest:
 
 
 def load_index(index_dir: Path, name: str) -> LoadedIndex:
+    import faiss  # here, not at the top: the URLconf imports this module
+
     folder = (index_dir / name).resolve()
     manifest = read_manifest(index_dir, name)
     try:
@@ -303,6 +324,8 @@ class IndexService:
         self._lock = threading.Lock()
         self._loaded: LoadedIndex | None = None
         if threads:
+            import faiss  # here, not at the top: the URLconf imports this module
+
             faiss.omp_set_num_threads(threads)
 
     def _current_folder(self) -> Path:
@@ -346,6 +369,8 @@ class IndexService:
         class filter still returns k results when the class has k indexed images. ValueError for
         k outside 0..SEARCH_K_MAX.
         """
+        import faiss  # here, not at the top: the URLconf imports this module
+
         if not 0 <= k <= SEARCH_K_MAX:
             raise ValueError(f"k must be between 0 and {SEARCH_K_MAX}; got {k}")
         loaded = self.get()
@@ -387,8 +412,6 @@ _services_lock = threading.Lock()
 
 def get_index_service(name: str | None = None) -> IndexService:
     """The process-wide service for a published index (default: TINYRAG_INDEX_NAME)."""
-    from django.conf import settings
-
     key = (Path(settings.TINYRAG_INDEX_DIR), name or settings.TINYRAG_INDEX_NAME)
     with _services_lock:
         if key not in _services:

@@ -1,50 +1,40 @@
 """CLIP image/text embedders (and the multilingual text encoder) on sentence-transformers.
 
-Every embedder loads lazily, once, under a lock, from a hub id already in the local cache or
-from a local directory: loading never touches the network (`manage.py setup_models`
-downloads), so an offline machine fails at once with a `ModelLoadError` instead of hanging in
-the hub client's retries. Outputs are float32, L2-normalised, shape (n, dim), whatever the
-weights' precision.
-
-For bulk indexing, decoding and preprocessing run in DataLoader worker processes while the
-model runs in the main one::
-
-    preprocess = embedder.image_preprocessor()          # picklable, holds no model
-    loader = DataLoader(paths, batch_size=64, num_workers=4,
-                        collate_fn=collate_pixels, ...)  # workers call preprocess(path)
-    for pixels in loader:
-        vectors = embedder.embed_pixel_batch(pixels)
-
-which gives the same vectors as `embedder.embed_images(images)`.
+Every embedder loads lazily, once (`search.ml.base.InferenceModel`), from a hub id already in
+the local cache or from a local directory: loading never touches the network (`manage.py
+setup_models` downloads), so an offline machine fails at once with a `ModelLoadError` instead
+of hanging in the hub client's retries. Outputs are float32, L2-normalised, shape (n, dim),
+whatever the weights' precision. Bulk indexing decodes images in DataLoader workers with
+`image_preprocessor()` and runs `embed_pixel_batch` here (search/ml/batches.py); both routes
+give the vectors `embed_images` gives.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from PIL import Image
+from sentence_transformers import SentenceTransformer
+from transformers import ProcessorMixin
 
-from search.ml.device import Precision
+from search.ml.device import Precision, configure_cpu_threads
 from search.ml.errors import first_line
+from search.ml.images import to_rgb
 from search.ml.local import LocalModel
+from search.ml.names import SENTENCE_TRANSFORMERS_ORG
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
     from transformers.image_processing_base import ImageProcessingMixin
 
 logger = logging.getLogger(__name__)
 
 ImageSource = Image.Image | str | os.PathLike[str]
-SENTENCE_TRANSFORMERS_ORG = "sentence-transformers"
 
 
 @runtime_checkable
@@ -60,36 +50,6 @@ class TextEmbedder(Protocol):
     def load(self) -> None: ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@runtime_checkable
-class ImageEmbedder(Protocol):
-    """Turns images into vectors, directly or as preprocessing + a model step (for indexing)."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def load(self) -> None: ...
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
-
-    def image_preprocessor(self) -> ImagePreprocessor: ...
-
-    def embed_pixel_batch(self, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> np.ndarray: ...
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """3-channel RGB, as CLIP expects; transparency is flattened onto white, not black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -122,7 +82,7 @@ class SentenceTransformerEmbedder(LocalModel):
     """A sentence-transformers text encoder, e.g. clip-ViT-B-32-multilingual-v1.
 
     `setting` names the variable that chose `model_id`, so a load failure can say which
-    variable to point at a local directory. Heavy work happens in `load()`, never in
+    variable to point at a local directory. Heavy work happens in `_load()`, never in
     `__init__`; every embedding method loads on first use.
     """
 
@@ -140,6 +100,7 @@ class SentenceTransformerEmbedder(LocalModel):
         cache_dir: str | os.PathLike[str] | None = None,
         setting: str | None = None,
     ) -> None:
+        super().__init__()
         self._model_id = model_id
         self._device = device
         self._precision = Precision(precision)
@@ -148,7 +109,6 @@ class SentenceTransformerEmbedder(LocalModel):
         self.setting = setting or self.default_setting
         self._model: SentenceTransformer | None = None
         self._dim: int | None = None
-        self._lock = threading.Lock()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -162,27 +122,20 @@ class SentenceTransformerEmbedder(LocalModel):
         assert self._dim is not None
         return self._dim
 
-    def load(self) -> None:
-        """Load the model once; later calls return at once. Raises ModelLoadError."""
-        if self._model is not None:
-            return
-        with self._lock:
-            if self._model is not None:
-                return
-            if self._device.startswith("cpu"):
-                configure_cpu_threads()
-            model = self._load_sentence_transformer()
-            self._check(model)
-            self._dim = int(model.get_embedding_dimension())
-            self._model = model
-            logger.info("Loaded %r", self)
+    def _load(self) -> None:
+        if self._device.startswith("cpu"):
+            configure_cpu_threads()
+        model = self._load_sentence_transformer()
+        self._check(model)
+        self._dim = int(model.get_embedding_dimension())
+        self._model = model
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit vectors, one per text."""
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        model = self._loaded()
+        model = self._loaded_model()
         with torch.inference_mode():
             vectors = model.encode(
                 texts,
@@ -195,7 +148,7 @@ class SentenceTransformerEmbedder(LocalModel):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _loaded(self) -> SentenceTransformer:
+    def _loaded_model(self) -> SentenceTransformer:
         self.load()
         assert self._model is not None
         return self._model
@@ -206,8 +159,6 @@ class SentenceTransformerEmbedder(LocalModel):
             raise self._error("it does not encode text")
 
     def _load_sentence_transformer(self) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
-
         directory = self._local_directory()
         try:
             return SentenceTransformer(
@@ -232,7 +183,7 @@ class ClipEmbedder(SentenceTransformerEmbedder):
         images = [to_rgb(image) for image in images]
         if not images:
             return np.empty((0, self.dim), dtype=np.float32)
-        model = self._loaded()
+        model = self._loaded_model()
         with torch.inference_mode():
             vectors = model.encode(
                 images,
@@ -293,7 +244,7 @@ class ClipEmbedder(SentenceTransformerEmbedder):
             "pixel_values": pixels,
             "modality": "image",  # routes the CLIP module to get_image_features
         }
-        return self._loaded()(features)["sentence_embedding"]
+        return self._loaded_model()(features)["sentence_embedding"]
 
     def _check(self, model: SentenceTransformer) -> None:
         super()._check(model)
@@ -301,9 +252,7 @@ class ClipEmbedder(SentenceTransformerEmbedder):
             raise self._error("it has no image encoder (TinyRAG needs a CLIP model here)")
 
     def _image_processor(self) -> ImageProcessingMixin:
-        from transformers import ProcessorMixin
-
-        processor = getattr(self._loaded()[0], "processor", None)
+        processor = getattr(self._loaded_model()[0], "processor", None)
         if isinstance(processor, ProcessorMixin):
             processor = getattr(processor, "image_processor", None)
         if processor is None:
@@ -315,38 +264,3 @@ def unit_float32(vectors: torch.Tensor) -> np.ndarray:
     """float32 rows of length 1 (computed in float32), as a C-contiguous numpy array."""
     vectors = torch.nn.functional.normalize(vectors.detach().float(), dim=-1)
     return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
-
-
-_threads_lock = threading.Lock()
-_threads_configured = False
-
-
-def configure_cpu_threads() -> int:
-    """Cap torch's intra-op threads at the CPUs this process may really use; return the count.
-
-    torch starts one thread per physical core of the host, even in a container limited by
-    cgroup quota or CPU affinity; more threads than usable CPUs makes every matmul wait on
-    preempted threads. An operator's OMP_NUM_THREADS / earlier torch.set_num_threads wins.
-    (DataLoader workers already run with one torch thread each.)
-    """
-    global _threads_configured
-    with _threads_lock:
-        if not _threads_configured and not os.environ.get("OMP_NUM_THREADS"):
-            usable = usable_cpu_count()
-            if torch.get_num_threads() > usable:
-                torch.set_num_threads(usable)
-        _threads_configured = True
-        return torch.get_num_threads()
-
-
-def usable_cpu_count() -> int:
-    """CPUs this process may run on: affinity mask, then the cgroup v2 CPU quota."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    count = count or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return count

@@ -3,13 +3,18 @@
 `TINYRAG_DEVICE=auto` picks CUDA, then Apple's MPS, then the CPU. Weights are bf16 where the
 hardware computes bf16 natively (bf16 CUDA GPUs; CPUs with AVX512-BF16, AMX or Arm BF16), fp32
 elsewhere or when `TINYRAG_FORCE_FP32` is set. fp16 is never chosen on a CPU: most CPUs have no
-fp16 matmul and it runs far slower than fp32 there (NOTES-ml.md: ~10x slower prefill).
+fp16 matmul and it runs far slower than fp32 there (measured: ~10x slower prefill).
+
+Also here: how many CPU threads torch may use in this process (`configure_cpu_threads`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import os
 import platform
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -126,3 +131,38 @@ def _cpuinfo_flags() -> set[str]:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
+
+
+_threads_lock = threading.Lock()
+_threads_configured = False
+
+
+def configure_cpu_threads() -> int:
+    """Cap torch's intra-op threads at the CPUs this process may really use; return the count.
+
+    torch starts one thread per physical core of the host, even in a container limited by
+    cgroup quota or CPU affinity; more threads than usable CPUs makes every matmul wait on
+    preempted threads. An operator's OMP_NUM_THREADS / earlier torch.set_num_threads wins.
+    (DataLoader workers already run with one torch thread each.)
+    """
+    global _threads_configured
+    with _threads_lock:
+        if not _threads_configured and not os.environ.get("OMP_NUM_THREADS"):
+            usable = usable_cpu_count()
+            if torch.get_num_threads() > usable:
+                torch.set_num_threads(usable)
+        _threads_configured = True
+        return torch.get_num_threads()
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on: affinity mask, then the cgroup v2 CPU quota."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = count or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count

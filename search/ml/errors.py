@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from search.errors import Unavailable
+from search.ml.names import display_model_id
 
 
 class ModelError(Unavailable):
@@ -23,8 +24,6 @@ class ModelLoadError(ModelError):
     """
 
     def __init__(self, model_id: str, setting: str, reason: str) -> None:
-        from search.ml.names import display_model_id
-
         self.model_id = model_id
         self.setting = setting
         self.reason = reason

@@ -1,22 +1,59 @@
 """Models run in this process, loaded from a local directory or the hub cache, never the network.
 
-`LocalModel` is what the CLIP embedders and the Qwen2-VL describer share: their identity
-(model id, device, precision), whether they are loaded, the `ModelLoadError` that names the
-setting to fix, and how a model id becomes a directory on disk.
+`locate_model` is the one reading of a configured model id: a local directory, or the hub
+repository it names. `LocalModel` (the CLIP embedders, the Qwen2-VL describer) finds that
+repository's snapshot in the cache; `search.ml.setup` downloads it there.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search.ml.device import Precision
+from huggingface_hub import try_to_load_from_cache
+
+from search.ml.base import InferenceModel
 from search.ml.errors import ModelLoadError, first_line
 from search.ml.names import hub_repo_id, looks_like_path
 
+if TYPE_CHECKING:
+    from search.ml.device import Precision
 
-class LocalModel:
-    """Identity, state and load errors of a model wrapper; subclasses set the attributes in
+
+class UnusableModelId(ValueError):
+    """A model id that names neither a local directory nor a hub repository; the message is
+    the reason, fit to follow "Cannot load model X: "."""
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model id points: exactly one of a local directory and a hub repository id."""
+
+    directory: Path | None = None
+    repo_id: str | None = None
+
+
+def locate_model(model_id: str, *, bare_name_org: str | None = None) -> ModelLocation:
+    """A local directory when `model_id` is one, else the hub repository it names (a bare
+    name belongs to `bare_name_org`; None: bare names are not hub ids). Filesystem only.
+    UnusableModelId when it is empty, a file, or a path that does not exist."""
+    raw = model_id.strip()
+    if not raw:
+        raise UnusableModelId("no model id is configured")
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        return ModelLocation(directory=path)
+    if path.exists():
+        raise UnusableModelId("it is a file, not a model directory")
+    repo_id = hub_repo_id(raw, bare_name_org)
+    if looks_like_path(raw) or repo_id is None:
+        raise UnusableModelId("its directory does not exist")
+    return ModelLocation(repo_id=repo_id)
+
+
+class LocalModel(InferenceModel):
+    """Identity and load errors of an in-process model; subclasses set the attributes in
     `__init__` and say how their repositories look (`marker`, `bare_name_org`)."""
 
     # A file every repository of this kind holds at its root: how a cached snapshot is found.
@@ -56,10 +93,6 @@ class LocalModel:
     def precision(self) -> Precision:
         return self._precision
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
     def _error(self, reason: str) -> ModelLoadError:
         return ModelLoadError(self._model_id, self.setting, reason)
 
@@ -70,23 +103,18 @@ class LocalModel:
         local_files_only its hub lookups can make HTTP requests, and offline the hub client
         retries for minutes. Downloads belong to `manage.py setup_models`.
         """
-        from huggingface_hub import try_to_load_from_cache
-
-        raw = self._model_id.strip()
-        if not raw:
-            raise self._error("no model id is configured")
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            if self.marker_required and not (path / self.marker).is_file():
-                raise self._error(f"its directory has no {self.marker}")
-            return str(path)
-        if path.exists():
-            raise self._error("it is a file, not a model directory")
-        repo_id = hub_repo_id(raw, self.bare_name_org)
-        if looks_like_path(raw) or repo_id is None:
-            raise self._error("its directory does not exist")
         try:
-            cached = try_to_load_from_cache(repo_id, self.marker, cache_dir=self._cache_dir)
+            location = locate_model(self._model_id, bare_name_org=self.bare_name_org)
+        except UnusableModelId as exc:
+            raise self._error(str(exc)) from None
+        if location.directory is not None:
+            if self.marker_required and not (location.directory / self.marker).is_file():
+                raise self._error(f"its directory has no {self.marker}")
+            return str(location.directory)
+        try:
+            cached = try_to_load_from_cache(
+                location.repo_id, self.marker, cache_dir=self._cache_dir
+            )
         except ValueError as exc:  # not a valid hub repository id
             raise self._error(f"it is not a hub id or a directory ({first_line(exc)})") from exc
         if not isinstance(cached, str):  # None, or the hub's "known to be absent" marker

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+# The hub organisation of bare sentence-transformers names ("clip-ViT-B-32").
+SENTENCE_TRANSFORMERS_ORG = "sentence-transformers"
+
 
 def looks_like_path(model_id: str) -> bool:
     """A filesystem path rather than a hub id ("org/name" or a bare "name")."""

@@ -167,7 +167,7 @@ class ImageSearchApi(ApiAuthMixin, APIView):
             help_text=f"A {', '.join(ALLOWED_FORMATS)} file, checked by its content."
         )
         top_k = top_k_field()
-        # a multipart form sends an unchosen filter as "": DRF reads that as absent
+        # a multipart form sends an unchosen filter as "": accepted, and searched as no filter
         class_filter = class_filter_field(allow_blank=True)
 
         def validate_image(self, upload):

@@ -1,10 +1,13 @@
-"""Text or image -> the nearest `Image` rows of the published index, with scores.
+"""Query vectors -> the nearest `Image` rows of an index, with scores; text or image -> a
+query vector, embedded as the index was built.
 
-The search use cases (search.py: history, uploads, API) sit on top of these functions.
+The search use cases (search.queries.services: history, uploads, API), the descriptions'
+retrieved context and the evaluation all search through these functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +15,7 @@ from django.conf import settings
 from PIL import Image as PILImage
 
 from search.catalog.models import Image
-from search.index.service import IndexService, get_index_service
+from search.index.service import IndexService
 from search.ml.registry import get_clip_embedder, get_text_embedder
 
 
@@ -38,14 +41,46 @@ def nearest_images(
     allowed_ids: np.ndarray | None = None,
 ) -> list[Hit]:
     """The top-k `Image` rows for one query vector, best first."""
-    scores, ids = index.search(
-        vector.reshape(1, -1), k, exclude_ids=exclude_ids, allowed_ids=allowed_ids
+    return nearest_images_batch(
+        vector.reshape(1, -1), k=k, index=index, exclude_ids=exclude_ids, allowed_ids=allowed_ids
+    )[0]
+
+
+def nearest_images_batch(
+    vectors: np.ndarray,
+    *,
+    k: int,
+    index: IndexService,
+    exclude_ids: frozenset[int] = frozenset(),
+    allowed_ids: np.ndarray | None = None,
+    own_ids: Sequence[int] | None = None,
+) -> list[list[Hit]]:
+    """The top-k `Image` rows for each query vector (one row each), best first, in one index
+    call and one database query. `exclude_ids` are left out of every row's results;
+    `own_ids[i]`, when given, out of row i's only (a query image never finds itself)."""
+    extra = 1 if own_ids is not None else 0  # one more, so that leaving out its own keeps k
+    scores, ids = index.search(vectors, k + extra, exclude_ids=exclude_ids, allowed_ids=allowed_ids)
+    rows = []
+    for n in range(len(ids)):
+        own = int(own_ids[n]) if own_ids is not None else None
+        rows.append(
+            [
+                (int(i), float(s))
+                for i, s in zip(ids[n], scores[n], strict=True)
+                if i != -1 and int(i) != own
+            ][:k]
+        )
+    found = Image.objects.select_related("image_class", "dataset").in_bulk(
+        list({i for row in rows for i, _ in row})
     )
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
-    rows = Image.objects.select_related("image_class", "dataset").in_bulk([i for i, _ in pairs])
     # an id the database no longer has (image deleted since the build) is dropped, not an error
-    hits = [(rows[i], s) for i, s in pairs if i in rows]
-    return [Hit(rank, image, score) for rank, (image, score) in enumerate(hits, start=1)]
+    return [
+        [
+            Hit(rank, found[i], s)
+            for rank, (i, s) in enumerate(((i, s) for i, s in row if i in found), start=1)
+        ]
+        for row in rows
+    ]
 
 
 def embed_text(text: str, index: IndexService) -> QueryVector:
@@ -61,21 +96,3 @@ def embed_image(image: PILImage.Image, index: IndexService) -> QueryVector:
     clip = get_clip_embedder()
     index.check_model(clip.model_id, clip.dim)
     return QueryVector(clip.embed_images([image])[0], clip.model_id)
-
-
-def search_text(text: str, *, k: int, index_name: str | None = None) -> list[Hit]:
-    index = get_index_service(index_name)
-    return nearest_images(embed_text(text, index).vector, k=k, index=index)
-
-
-def search_image(
-    image: PILImage.Image,
-    *,
-    k: int,
-    index_name: str | None = None,
-    exclude_ids: frozenset[int] = frozenset(),
-) -> list[Hit]:
-    index = get_index_service(index_name)
-    return nearest_images(
-        embed_image(image, index).vector, k=k, index=index, exclude_ids=exclude_ids
-    )

@@ -27,9 +27,11 @@ def query_history(*, user) -> QuerySet[SearchQuery]:
 
 
 def get_query(*, user, query_id: int) -> SearchQuery:
-    """One of the user's queries; another user's id is simply not found (404, not 403)."""
+    """One of the user's queries; another user's id is SearchQuery.DoesNotExist, as for an id
+    that does not exist (a 404, never a 403)."""
     return SearchQuery.objects.select_related("source_image").get(pk=query_id, user=user)
 
 
-def query_results(query: SearchQuery):
+def query_results(query: SearchQuery) -> QuerySet[SearchResult]:
+    """The results of a query already read through get_query (so its owner's), best first."""
     return query.results.select_related("image__image_class", "image__dataset").order_by("rank")

@@ -15,7 +15,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from search.catalog.models import Image, ImageClass
-from search.catalog.selectors import image_file_path
+from search.catalog.selectors import get_image, image_file_path
 from search.errors import InvalidInput, NotFound
 from search.index.service import IndexService, get_index_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery, SearchResult
@@ -135,7 +135,7 @@ def similar_search(
 ) -> SearchQuery:
     """ "More like this": the dataset image as the query, itself left out of the results."""
     try:
-        source = Image.objects.select_related("dataset").get(pk=image_id)
+        source = get_image(image_id=image_id)
     except Image.DoesNotExist:
         raise NoSuchImage(f"No image with id {image_id}.") from None
     try:
@@ -173,7 +173,7 @@ def rerun(*, query: SearchQuery) -> SearchQuery:
 
 def delete_query(*, query: SearchQuery) -> None:
     """The query, its results and descriptions; its upload file goes once the delete commits
-    (search/signals.py, as for any deleted query: a deleted user's too)."""
+    (search/queries/signals.py, as for any deleted query: a deleted user's too)."""
     query.delete()
 
 

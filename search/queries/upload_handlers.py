@@ -4,7 +4,7 @@ its Content-Length, before any of it is read, never spooled to disk.
 Django has no limit of its own on file data (DATA_UPLOAD_MAX_MEMORY_SIZE counts only the other
 fields), nor has gunicorn on bodies. The limit is one upload (TINYRAG_UPLOAD_MAX_BYTES) plus
 the form fields (DATA_UPLOAD_MAX_MEMORY_SIZE): a body within it reaches the view, whose size
-check (search.services.uploads.check_upload_size) names the file limit to the user. Nothing
+check (search.queries.uploads.check_upload_size) names the file limit to the user. Nothing
 needs counting as the body streams in: Django reads no further than CONTENT_LENGTH (its
 LimitedStream), and parses a body without one as empty. Django raises RequestDataTooBig as a
 400 for pages; the API answers it in its error format.

@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 from search.errors import InvalidInput
+from search.ml.images import to_rgb
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Pillow opens a multi-picture JPEG (3D cameras, bursts) as MPO: a JPEG, read for its first picture.
@@ -136,8 +137,6 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
         raise UploadError("The file is not a JPEG, PNG, WebP, GIF or BMP image.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None
-    from search.ml.clip import to_rgb  # lazily: importing torch is for the first search
-
     return to_rgb(img), fmt
 
 

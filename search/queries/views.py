@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from search.catalog.selectors import class_choices
 from search.catalog.views import IMAGE_CACHE_SECONDS
-from search.descriptions.selectors import descriptions_enabled
+from search.descriptions.selectors import descriptions_enabled, query_descriptions
 from search.errors import ApplicationError
 from search.index.selectors import index_status
 from search.queries import services as search_service
@@ -137,7 +137,8 @@ def _to_query(request: HttpRequest, query: SearchQuery) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _own_query(request: HttpRequest, pk: int) -> SearchQuery:
+def own_query(request: HttpRequest, pk: int) -> SearchQuery:
+    """The signed-in user's query `pk`; a 404 for another user's, as for one that is not there."""
     try:
         return get_query(user=request.user, query_id=pk)
     except SearchQuery.DoesNotExist:
@@ -146,14 +147,14 @@ def _own_query(request: HttpRequest, pk: int) -> SearchQuery:
 
 @require_GET
 def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    query = _own_query(request, pk)
+    query = own_query(request, pk)
     return render(
         request,
         "search/query.html",
         {
             **_page_context(),
             **_result_context(query),
-            "descriptions": query.descriptions.select_related("image__image_class"),
+            "descriptions": query_descriptions(user=request.user, query=query),
         },
     )
 
@@ -161,7 +162,7 @@ def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @rate_limited("search")
 def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
-    query = _own_query(request, pk)
+    query = own_query(request, pk)
     try:
         new = search_service.rerun(query=query)
     except ApplicationError as exc:
@@ -171,7 +172,7 @@ def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
-    search_service.delete_query(query=_own_query(request, pk))
+    search_service.delete_query(query=own_query(request, pk))
     if request.htmx:
         return HttpResponse("")  # the row swaps itself out
     messages.success(request, "Query deleted.")
@@ -195,7 +196,7 @@ def history(request: HttpRequest) -> HttpResponse:
 @login_or_token_required
 @require_GET
 def query_upload(request: HttpRequest, pk: int) -> FileResponse:
-    query = _own_query(request, pk)
+    query = own_query(request, pk)
     if not query.uploaded_image:
         raise Http404("This query has no uploaded image.")
     content_type = mimetypes.guess_type(query.uploaded_image.name)[0] or "application/octet-stream"

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from evaluation.models import EvaluationRun
 from search.catalog.models import Image, ImageClass
-from search.descriptions.services import build_prompt
+from search.descriptions.rag import build_prompt
 from search.ml.registry import get_clip_embedder
 from search.queries.models import SearchQuery
 from tests.evaluation.conftest import INDEX_NAME, build, evaluate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from evaluation.services import stratified_sample
+from evaluation.sampling import stratified_sample
 
 POOLS = {"a": list(range(0, 10)), "b": list(range(10, 20)), "c": list(range(20, 30))}
 

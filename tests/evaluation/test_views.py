@@ -208,17 +208,18 @@ def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, setting
 
 
 def test_a_run_that_waited_long_in_the_queue_is_not_failed_when_it_starts(settings, monkeypatch):
-    from evaluation import services
+    from evaluation import measure, services
 
     run = services.create_run(config=services.EvaluationConfig(mode="image"))
     long_ago = timezone.now() - timedelta(seconds=settings.TINYRAG_EVALUATION_STALL_SECONDS * 3)
     EvaluationRun.objects.filter(pk=run.pk).update(updated_at=long_ago)  # a busy worker
     seen = []
 
-    def measure(evaluation):  # a poll arrives before the first progress is written
+    def measure_run(config, progress):  # a poll arrives before the first progress is written
         seen.append(services.with_stall_check(EvaluationRun.objects.get(pk=run.pk)).status)
+        return iter(())
 
-    monkeypatch.setattr(services.Evaluation, "measure", measure)
+    monkeypatch.setattr(measure, "measure_run", measure_run)
     services.execute_run(run.pk)
     assert seen == ["running"]
 

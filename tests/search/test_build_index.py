@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from search.catalog.models import Image
 from search.index import build as indexing
 from search.index import service as fi
-from search.queries.retrieval import search_image, search_text
+from search.queries.retrieval import embed_image, embed_text, nearest_images
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,14 @@ def build(*args, **kwargs):
         verbosity=kwargs.pop("verbosity", 0),
         **kwargs,
     )
+
+
+def independent_clip(settings):
+    """The tiny CLIP loaded by sentence-transformers itself, float32 on the CPU: a route to
+    the vectors that shares none of search.ml's code."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(settings.TINYRAG_CLIP_MODEL), device="cpu")
 
 
 def published(settings, name="tiny"):
@@ -71,31 +79,67 @@ def test_stored_vectors_equal_embedding_the_files_directly(imported, clip_settin
     np.testing.assert_allclose(vectors[:5], direct, atol=1e-2)  # bf16 on some CPUs
 
 
-def test_search_image_finds_the_file_itself_first(imported, clip_settings):
+def test_stored_vectors_equal_sentence_transformers_own_encoding(imported, clip_settings):
+    clip_settings.TINYRAG_FORCE_FP32 = True  # float32 on both routes: equal to rounding
     build()
+    _, ids, vectors = published(clip_settings)
+    images = Image.objects.in_bulk(list(map(int, ids)))
+    files = [PILImage.open(imported / images[int(i)].path).convert("RGB") for i in ids]
+    direct = independent_clip(clip_settings).encode(
+        files, normalize_embeddings=True, show_progress_bar=False
+    )
+    np.testing.assert_allclose(vectors, direct, atol=1e-5)
+
+
+def test_search_image_finds_the_file_itself_first(imported, clip_settings):
+    clip_settings.TINYRAG_FORCE_FP32 = True  # as the independent encoding below
+    build()
+    _, ids, vectors = published(clip_settings)
     target = Image.objects.filter(split="train").order_by("id")[7]
-    hits = search_image(PILImage.open(imported / target.path), k=3, index_name="tiny")
+    index = fi.get_index_service("tiny")
+    query = embed_image(PILImage.open(imported / target.path), index).vector
+    hits = nearest_images(query, k=3, index=index)
     assert [h.rank for h in hits] == [1, 2, 3]
     assert hits[0].image == target
     assert hits[0].score > 0.99
     assert hits[0].score >= hits[1].score >= hits[2].score
+    # the same ranking and scores by numpy, from the file encoded by sentence-transformers
+    direct = independent_clip(clip_settings).encode(
+        [PILImage.open(imported / target.path).convert("RGB")],
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )[0]
+    scores = vectors @ direct
+    best = np.argsort(-scores, kind="stable")[:3]
+    assert [h.image.id for h in hits] == [int(i) for i in ids[best]]
+    np.testing.assert_allclose([h.score for h in hits], scores[best], atol=1e-5)
     # excluding it (as "more like this" does) gives the next ones
-    again = search_image(
-        PILImage.open(imported / target.path),
-        k=2,
-        index_name="tiny",
-        exclude_ids=frozenset({target.id}),
-    )
+    again = nearest_images(query, k=2, index=index, exclude_ids=frozenset({target.id}))
     assert [h.image for h in again] == [h.image for h in hits[1:]]
 
 
-def test_search_text_returns_ranked_rows(imported, clip_settings):
+def test_search_text_ranks_by_the_templated_prompt(imported, clip_settings):
+    clip_settings.TINYRAG_FORCE_FP32 = True  # as the independent encoding below
+    clip_settings.TINYRAG_TEXT_PROMPT = "a photo of a {query}."
     build()
-    hits = search_text("a photo of a lemon.", k=5, index_name="tiny")
-    assert len(hits) == 5
+    _, ids, vectors = published(clip_settings)
+    index = fi.get_index_service("tiny")
+    hits = nearest_images(embed_text("lemon", index).vector, k=5, index=index)
+    # what CLIP must have embedded: the raw words in the template, written out by hand
+    clip = independent_clip(clip_settings)
+    direct = clip.encode(
+        ["a photo of a lemon."], normalize_embeddings=True, show_progress_bar=False
+    )[0]
+    scores = vectors @ direct
+    best = np.argsort(-scores, kind="stable")[:5]
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert [h.image.id for h in hits] == [int(i) for i in ids[best]]
+    np.testing.assert_allclose([h.score for h in hits], scores[best], atol=1e-5)
     assert all(h.image.split == "train" for h in hits)
-    scores = [h.score for h in hits]
-    assert scores == sorted(scores, reverse=True)
+    # and neither the bare word nor the prompt templated twice
+    for phrase in ("lemon", "a photo of a a photo of a lemon.."):
+        other = clip.encode([phrase], normalize_embeddings=True, show_progress_bar=False)[0]
+        assert not np.allclose([h.score for h in hits], vectors[best] @ other, atol=1e-3)
 
 
 def test_limit_per_class_takes_the_first_images_of_each_class(imported, clip_settings):
@@ -195,7 +239,7 @@ def test_a_different_model_is_refused(imported, clip_settings, tmp_path):
     other = build_clip(tmp_path / "other-clip", seed=1)
     clip_settings.TINYRAG_CLIP_MODEL = str(other)
     with pytest.raises(fi.IndexMismatchError, match="rebuild it with"):
-        search_text("lemon", k=1, index_name="tiny")
+        embed_text("lemon", fi.get_index_service("tiny"))
 
 
 def test_bad_arguments_and_missing_data_are_clear_errors(clip_settings, tmp_path):

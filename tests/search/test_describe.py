@@ -14,9 +14,12 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from search.catalog.models import Image
+from search.descriptions import rag
 from search.descriptions import services as describe
 from search.descriptions.models import Description
+from search.descriptions.queue import DESCRIPTIONS
 from search.descriptions.services import NoSuchSubject
+from search.ops import jobs
 from search.queries.models import SearchQuery
 from search.queries.services import text_search
 
@@ -56,7 +59,7 @@ def test_request_queues_a_task_with_the_retrieved_context(query):
     for n in context["neighbours"]:
         votes[n["wnid"]] = votes.get(n["wnid"], 0) + 1
     assert {c["wnid"]: c["votes"] for c in context["candidates"]} == votes
-    assert description.prompt == describe.build_prompt("retrieved", context)
+    assert description.prompt == rag.build_prompt("retrieved", context)
     task = DBTaskResult.objects.get()  # one place in the queue, for whichever row is fairest
     assert task.task_path == "search.descriptions.tasks.generate_description"
 
@@ -149,7 +152,7 @@ def test_stalled_row_is_retried_once_then_failed(query, settings):
     Description.objects.filter(pk=description.pk).update(
         status="running", attempts=1, updated_at=old
     )
-    assert describe.recover_stalled() == 1
+    assert jobs.recover_stalled(DESCRIPTIONS) == 1
     description.refresh_from_db()
     assert description.status == "queued"
     assert DBTaskResult.objects.count() == 2  # enqueued again for a live worker
@@ -161,7 +164,7 @@ def test_stalled_row_is_retried_once_then_failed(query, settings):
         query=query, image_id=first_result(query).pk, regenerate=True
     )
     Description.objects.filter(pk=second.pk).update(status="running", attempts=2, updated_at=old)
-    describe.recover_stalled()
+    jobs.recover_stalled(DESCRIPTIONS)
     second.refresh_from_db()
     assert second.status == "failed"
     assert "stopped making progress" in second.error

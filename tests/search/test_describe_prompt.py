@@ -1,15 +1,13 @@
-"""The RAG prompt: neighbours aggregated into candidate classes, and the exact prompt text."""
+"""The RAG prompt: neighbours aggregated into candidate classes, and the exact prompt text.
+
+The expected prompts are written out by hand from the prompt template, not built from its
+constants: a change to what the model is told must change this test too."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from search.descriptions.services import (
-    INSTRUCTION,
-    NO_CONTEXT_GUIDANCE,
-    aggregate_neighbours,
-    build_prompt,
-)
+from search.descriptions.rag import aggregate_neighbours, build_prompt
 from search.queries.retrieval import Hit
 
 
@@ -60,7 +58,8 @@ def test_retrieved_prompt_lists_candidates_with_votes_scores_and_synonyms():
         ],
     }
     assert build_prompt("retrieved", context) == (
-        f"{INSTRUCTION}\n"
+        "Describe this image faithfully in two or three sentences: the main subject, its "
+        "colours and the setting. Say only what you can see.\n"
         "A visual search over a labelled photo collection found similar images in these "
         "categories (votes among the 5 nearest neighbours, mean similarity):\n"
         "1. German shepherd (also: alsatian): 3 of 5, 0.81\n"
@@ -72,5 +71,9 @@ def test_retrieved_prompt_lists_candidates_with_votes_scores_and_synonyms():
 
 def test_image_only_prompt_has_no_labels():
     prompt = build_prompt("none", {})
-    assert prompt == f"{INSTRUCTION} {NO_CONTEXT_GUIDANCE}"
+    assert prompt == (
+        "Describe this image faithfully in two or three sentences: the main subject, its "
+        "colours and the setting. Say only what you can see. "
+        "Then say what the main object most likely is."
+    )
     assert "categor" not in prompt

@@ -9,7 +9,7 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.http import Http404
 from django.test import RequestFactory
 
-from evaluation.services import EvaluationError
+from evaluation.config import EvaluationError
 from search.catalog.datasets import DatasetError
 from search.descriptions.services import (
     DescriptionQueueFull,

@@ -1,4 +1,4 @@
-"""search/index.py: FAISS index types, atomic publishing, lazy loading, reloads and refusals."""
+"""search/index/service.py: index types, atomic publishing, lazy loading, reloads, refusals."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import huggingface_hub.constants
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.ops.management.commands.setup_models import _ignored_files
+from search.ml.setup import ignored_files
 from tests.fixtures.models import install_in_hub_cache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,7 +198,7 @@ def test_duplicate_pytorch_weights_and_foreign_formats_are_skipped():
         "onnx/model.onnx",
     ]
 
-    ignored = _ignored_files(names)
+    ignored = ignored_files(names)
 
     assert "0_CLIPModel/pytorch_model.bin" in ignored
     assert "2_Dense/pytorch_model.bin" not in ignored

@@ -67,7 +67,7 @@ def test_an_upload_lands_privately_in_the_bucket_and_is_served_back(
     key = f"media/{query.uploaded_image.name}"
     assert query.uploaded_image.name.startswith(f"uploads/{user.pk}/")
     stored = s3_media.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-    assert stored.startswith(b"\xff\xd8")  # the stored upload is the JPEG we sent
+    assert stored.startswith(b"\xff\xd8")  # a JPEG: the upload re-encoded as a JPEG
     # private: the bucket grants nothing to anonymous readers
     grants = s3_media.get_object_acl(Bucket=BUCKET, Key=key)["Grants"]
     assert not [g for g in grants if g["Grantee"].get("URI", "").endswith("AllUsers")]

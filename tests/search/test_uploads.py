@@ -198,15 +198,15 @@ def orientated_png(size: tuple[int, int], mode: str) -> bytes:
 def test_an_image_is_shrunk_before_it_is_turned_upright_or_converted(
     monkeypatch, mode, left, right
 ):
-    import search.ml.clip
+    import search.queries.uploads
 
     received = []
-    transpose, to_rgb = ImageOps.exif_transpose, search.ml.clip.to_rgb
+    transpose, to_rgb = ImageOps.exif_transpose, search.queries.uploads.to_rgb
     monkeypatch.setattr(
         ImageOps, "exif_transpose", lambda img, **kw: received.append(img.size) or transpose(img)
     )
     monkeypatch.setattr(
-        search.ml.clip, "to_rgb", lambda img: received.append(img.size) or to_rgb(img)
+        search.queries.uploads, "to_rgb", lambda img: received.append(img.size) or to_rgb(img)
     )
     image, fmt = read_upload(orientated_png((2048, 1536), mode))
     # 2048x1536 fits 1024x768; the two copies (and the white background) are made at that size

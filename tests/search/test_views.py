@@ -259,6 +259,15 @@ def test_dataset_image_and_thumbnail(auth_client, search_index):
     assert PILImage.open(io.BytesIO(thumb.content)).size == (64, 64)  # never upscaled
 
 
+def test_a_large_image_is_shrunk_to_fit_the_thumbnail_side(tmp_path):
+    from search.catalog.services import thumbnail_jpeg
+
+    path = tmp_path / "wide.png"
+    PILImage.new("RGBA", (640, 320), (10, 20, 30, 255)).save(path)
+    thumb = PILImage.open(io.BytesIO(thumbnail_jpeg(path=path)))
+    assert (thumb.format, thumb.mode, thumb.size) == ("JPEG", "RGB", (160, 80))  # 640 / 4
+
+
 def test_image_views_need_login_and_known_ids(auth_client, search_index):
     from django.test import Client
 

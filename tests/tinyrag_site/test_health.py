@@ -45,6 +45,19 @@ def test_readyz_without_an_index_is_503_and_says_why_to_staff(settings, tmp_path
     assert "build_index" in body["checks"]["index"]["detail"]
 
 
+def test_readyz_tells_staff_how_many_tasks_wait(admin_client, settings):
+    from search.descriptions.tasks import generate_description
+
+    generate_description.enqueue()
+    generate_description.enqueue()
+    tasks = admin_client.get("/readyz").json()["checks"]["tasks"]
+    assert tasks == {"ok": True, "detail": "DatabaseBackend: 2 waiting"}
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    tasks = admin_client.get("/readyz").json()["checks"]["tasks"]
+    assert tasks == {"ok": True, "detail": "DummyBackend"}  # a broker's queue is its own
+
+
 def test_readyz_ready_with_an_index(search_index, admin_client):
     response = admin_client.get("/readyz")
     assert response.status_code == 200, response.content

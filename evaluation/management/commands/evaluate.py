@@ -17,16 +17,16 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.models import EvaluationRun
-from evaluation.selectors import run_as_dict
-from evaluation.services import (
+from evaluation.config import (
     DEFAULT_RAG_SAMPLE,
     RAG_CONTEXTS,
     EvaluationConfig,
     EvaluationError,
-    evaluate,
     parse_ks,
 )
+from evaluation.models import EvaluationRun
+from evaluation.selectors import run_as_dict
+from evaluation.services import evaluate
 from search.catalog.models import Image
 from search.ops.progress import DEFAULT_WORKERS
 

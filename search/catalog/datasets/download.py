@@ -181,3 +181,19 @@ def copy_local_archive(
     shutil.copystat(archive, part)
     os.replace(part, final)
     return FetchResult(final, final.stat().st_size)
+
+
+def fetch_archive(
+    *,
+    dest_dir: Path,
+    archive: Path | None = None,
+    url: str = TINYIMAGENET_URL,
+    sha256: str | None = None,
+    timeout: float = 15.0,
+    progress: ProgressFactory = tqdm,
+) -> FetchResult:
+    """The archive into `dest_dir`: a copy of the local `archive` when one is given (offline),
+    else a (resumed) download of `url`."""
+    if archive is not None:
+        return copy_local_archive(archive, dest_dir, sha256=sha256, progress=progress)
+    return download(url, dest_dir, sha256=sha256, timeout=timeout, progress=progress)

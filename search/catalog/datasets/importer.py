@@ -1,16 +1,30 @@
-"""Load a scanned collection's classes and images into the database, idempotently."""
+"""Load a collection's classes and images into the database, idempotently.
+
+`import_dataset` is the use case (import_dataset command, bootstrap): check where the folder
+lies, scan it in its format, then `import_scan` the result.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.db import transaction
 
 from search.catalog.datasets import DatasetError
+from search.catalog.datasets.imagefolder import scan_imagefolder
 from search.catalog.datasets.layout import Scan, read_image_infos
+from search.catalog.datasets.roots import root_problem
+from search.catalog.datasets.tinyimagenet import scan as scan_tinyimagenet
 from search.catalog.models import Dataset, Image, ImageClass
 
 BATCH_SIZE = 2000  # rows per INSERT: well under SQLite's 32k-variable limit at 7 columns
+
+SCANNERS = {
+    Dataset.Source.TINYIMAGENET: scan_tinyimagenet,
+    Dataset.Source.IMAGEFOLDER: scan_imagefolder,
+}
 
 
 @dataclass
@@ -24,6 +38,41 @@ class ImportReport:
     unreadable: list[str] = field(default_factory=list)
     missing_on_disk: int = 0  # rows whose file is gone: reported, removed only with prune
     pruned: int = 0
+    stray: int = 0  # files of the folder that are not images of the layout (check_dataset)
+    seconds: float = 0.0  # scan and import together
+
+
+def import_dataset(
+    *,
+    root: Path,
+    name: str,
+    source: str,
+    prune: bool = False,
+    workers: int = 0,
+    progress_factory=None,
+) -> ImportReport:
+    """Scan the folder `root` in its format (a Dataset.Source) and import what it holds.
+
+    The root must lie where dataset roots may (roots.py): its images would be refused when
+    served otherwise, so it is refused here, before anything is read.
+    """
+    root = root.expanduser().absolute()
+    problem = root_problem(str(root))
+    if problem is not None:
+        raise DatasetError(f"{root}: {problem}")
+    started = time.perf_counter()
+    found = SCANNERS[Dataset.Source(source)](root)
+    report = import_scan(
+        found,
+        name=name,
+        source=source,
+        prune=prune,
+        workers=workers,
+        progress_factory=progress_factory,
+    )
+    report.stray = len(found.stray)
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def import_scan(

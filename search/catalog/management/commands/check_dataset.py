@@ -11,8 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.catalog.datasets import DatasetError
 from search.catalog.datasets.tinyimagenet import DIR_NAME, Expectations, check
+from search.errors import ApplicationError
 from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 
@@ -74,7 +74,7 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 progress_factory=progress_factory(0 if quiet else 1),
             )
-        except (DatasetError, OSError) as exc:
+        except (ApplicationError, OSError) as exc:
             raise CommandError(str(exc)) from None
 
         if options["json"]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.catalog.datasets import DatasetError
-from search.catalog.datasets.download import TINYIMAGENET_URL, copy_local_archive, download
+from search.catalog.datasets.download import TINYIMAGENET_URL, fetch_archive
+from search.errors import ApplicationError
 from search.ops.progress import progress_factory
 
 
@@ -40,26 +40,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        dest = options["dest"] or settings.TINYRAG_DATA_DIR
-        progress = progress_factory(options["verbosity"])
         try:
-            if options["archive"]:
-                result = copy_local_archive(
-                    options["archive"], dest, sha256=options["sha256"], progress=progress
-                )
-            else:
-                result = download(
-                    options["url"],
-                    dest,
-                    sha256=options["sha256"],
-                    timeout=options["timeout"],
-                    progress=progress,
-                )
-        except DatasetError as exc:
+            result = fetch_archive(
+                dest_dir=options["dest"] or settings.TINYRAG_DATA_DIR,
+                archive=options["archive"],
+                url=options["url"],
+                sha256=options["sha256"],
+                timeout=options["timeout"],
+                progress=progress_factory(options["verbosity"]),
+            )
+        except ApplicationError as exc:
             hint = (
                 ""
                 if options["archive"]
-                else (" Without network, download the archive elsewhere and pass --archive PATH.")
+                else " Without network, download the archive elsewhere and pass --archive PATH."
             )
             raise CommandError(f"{exc}.{hint}") from None
         if result.already_present:

@@ -11,8 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.catalog.datasets import DatasetError
 from search.catalog.datasets.tinyimagenet import DIR_NAME, prepare
+from search.errors import ApplicationError
 from search.ops.progress import progress_factory
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             report = prepare(
                 root, options["archive"], progress_factory=progress_factory(options["verbosity"])
             )
-        except (DatasetError, OSError) as exc:
+        except (ApplicationError, OSError) as exc:
             raise CommandError(str(exc)) from None
         out = self.stdout.write if options["verbosity"] >= 1 else (lambda *_: None)
         if report.extracted_files:

@@ -12,16 +12,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog.models import Image
-from search.index.build import (
-    COMPILE_MIN_IMAGES,
-    SHARD_TARGET,
-    BuildError,
-    BuildOptions,
-    build_index,
-)
-from search.index.service import IndexType, SearchIndexError
-from search.ml.errors import ModelError
-from search.ml.registry import get_clip_embedder
+from search.errors import ApplicationError
+from search.index.build import COMPILE_MIN_IMAGES, SHARD_TARGET, BuildOptions, build_index
+from search.index.service import IndexType
 from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 
@@ -110,11 +103,10 @@ class Command(BaseCommand):
         try:
             manifest = build_index(
                 build,
-                embedder=get_clip_embedder(),
                 progress_factory=progress_factory(options["verbosity"]),
                 log=self.stdout.write if verbose else (lambda _: None),
             )
-        except (BuildError, ModelError, SearchIndexError) as exc:
+        except ApplicationError as exc:
             raise CommandError(str(exc)) from None
         if manifest.skipped:
             self.stderr.write(f"Skipped {len(manifest.skipped)} unreadable images:")

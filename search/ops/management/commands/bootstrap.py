@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.catalog.datasets.download import TINYIMAGENET_URL
 from search.catalog.datasets.tinyimagenet import ARCHIVE_NAME, DIR_NAME
-from search.catalog.models import Image
-from search.index.service import SearchIndexError, read_manifest
+from search.catalog.selectors import collection_size
+from search.index.selectors import is_published
 
 DEFAULT_LIMIT = 50
 
@@ -64,10 +64,10 @@ class Command(BaseCommand):
             ("prepare", True, lambda: call_command("prepare_dataset", **sub)),
             ("check", True, lambda: self._check(sub)),
             ("import", True, lambda: call_command("import_dataset", **sub)),
-            ("setup_models", not self._index_exists(), lambda: call_command("setup_models", **sub)),
+            ("setup_models", not is_published(), lambda: call_command("setup_models", **sub)),
             (
                 "build_index",
-                not self._index_exists(),
+                not is_published(),
                 lambda: call_command(
                     "build_index",
                     *(
@@ -92,16 +92,9 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Ready: index {settings.TINYRAG_INDEX_NAME!r}; "
-                f"{Image.objects.count():,} images in the database."
+                f"{collection_size().images:,} images in the database."
             )
         )
-
-    def _index_exists(self) -> bool:
-        try:
-            read_manifest(settings.TINYRAG_INDEX_DIR, settings.TINYRAG_INDEX_NAME)
-        except SearchIndexError:
-            return False
-        return True
 
     def _check(self, sub) -> None:
         """Problems are reported but do not stop the bootstrap: what is there is still usable."""

@@ -1,0 +1,124 @@
+"""What an evaluation run measures and how: its configuration, checked before anything runs.
+
+The configuration is stored on the run (`EvaluationRun.configuration`), so a run says exactly
+what was asked of it; the form, the command and the run service all validate through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+
+from django.conf import settings
+
+from evaluation.models import EvaluationRun
+from search.catalog.models import Image
+from search.descriptions.models import Description
+from search.errors import InvalidInput
+
+MODES = ("image", "text", "zeroshot", "rag")
+RAG_CONTEXTS = tuple(Description.Context.values)  # ("retrieved", "none")
+DEFAULT_KS = (1, 5, 10)
+DEFAULT_RAG_SAMPLE = 50  # each sample is one VLM generation per context: minutes, not hours
+ZEROSHOT_KS = (1, 5)  # top-k accuracies of zero-shot classification
+SEED_RANGE = (-(2**31), 2**31 - 1)  # EvaluationRun.seed: a 32-bit IntegerField
+SAMPLE_MAX = 2**31 - 1  # EvaluationRun.sample_size: a PositiveIntegerField
+
+
+class EvaluationError(InvalidInput):
+    """The run cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to measure and how; stored on the run as its configuration."""
+
+    mode: str = EvaluationRun.Mode.ALL
+    index_name: str = ""  # empty: TINYRAG_INDEX_NAME
+    split: str = Image.Split.VAL
+    sample: int | None = None  # query images for image/zeroshot; None: the whole split
+    rag_sample: int | None = None  # None: DEFAULT_RAG_SAMPLE (or `sample` when mode is rag)
+    seed: int = 0
+    ks: tuple[int, ...] = DEFAULT_KS
+    rag_contexts: tuple[str, ...] = RAG_CONTEXTS
+    batch_size: int = 64
+    workers: int = 0  # DataLoader processes decoding query images (0: in this process)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return MODES if self.mode == EvaluationRun.Mode.ALL else (self.mode,)
+
+    @property
+    def resolved_index_name(self) -> str:
+        return self.index_name or settings.TINYRAG_INDEX_NAME
+
+    @property
+    def resolved_rag_sample(self) -> int:
+        if self.rag_sample is not None:
+            return self.rag_sample
+        if self.mode == EvaluationRun.Mode.RAG and self.sample is not None:
+            return self.sample
+        return DEFAULT_RAG_SAMPLE
+
+    def validated(self) -> EvaluationConfig:
+        """This configuration, normalised (ks sorted, unique), or EvaluationError."""
+        if self.mode not in EvaluationRun.Mode.values:
+            raise EvaluationError(
+                f"mode must be one of {', '.join(EvaluationRun.Mode.values)}; got {self.mode!r}"
+            )
+        if self.split not in Image.Split.values:
+            raise EvaluationError(f"split must be one of {', '.join(Image.Split.values)}")
+        check_ks(self.ks)
+        for name, value in (("sample", self.sample), ("rag sample", self.rag_sample)):
+            if value is not None and not 1 <= value <= SAMPLE_MAX:
+                raise EvaluationError(
+                    f"the {name} must be a positive number of images, at most {SAMPLE_MAX:,}"
+                )
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise EvaluationError(
+                f"the seed must be between {SEED_RANGE[0]:,} and {SEED_RANGE[1]:,}"
+            )
+        unknown = set(self.rag_contexts) - set(RAG_CONTEXTS)
+        if not self.rag_contexts or unknown:
+            raise EvaluationError(f"RAG contexts are {', '.join(RAG_CONTEXTS)}")
+        if self.batch_size < 1:
+            raise EvaluationError("the batch size must be positive")
+        contexts = tuple(c for c in RAG_CONTEXTS if c in self.rag_contexts)
+        return replace(
+            self, ks=tuple(sorted(set(self.ks))), rag_contexts=contexts,
+            workers=max(0, self.workers),
+        )  # fmt: skip
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.update(ks=list(self.ks), rag_contexts=list(self.rag_contexts))
+        data["index_name"] = self.resolved_index_name
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> EvaluationConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("ks", "rag_contexts"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def check_ks(ks: Sequence[int], *, given: str = "e.g. 1,5,10") -> None:
+    """EvaluationError unless every cut-off k is one a search can return: 1 up to its own
+    limit, TINYRAG_TOP_K_MAX."""
+    limit = settings.TINYRAG_TOP_K_MAX
+    if not ks or any(not 1 <= k <= limit for k in ks):
+        raise EvaluationError(f"k values must be positive integers up to {limit}, {given}")
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """ "1,5,10" -> (1, 5, 10); EvaluationError for anything else."""
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise EvaluationError(
+            f"k values are comma-separated integers, e.g. 1,5,10; got {text!r}"
+        ) from None
+    check_ks(ks, given=f"got {text!r}")
+    return tuple(sorted(set(ks)))
