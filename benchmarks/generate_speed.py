@@ -113,7 +113,7 @@ def build_model(directory: Path, *, tiny: bool = False) -> None:
                 parameter.zero_()  # biases
             else:
                 parameter.normal_(0.0, 0.02, generator=generator)
-    model.tie_weights()  # no_init_weights skips tying (NOTES-ml.md)
+    model.tie_weights()  # no_init_weights skips tying the embeddings to the LM head
     model.generation_config = qwen2vl_generation_config()
     model.save_pretrained(directory)
     (directory / BUILT_MARKER).write_text("ok\n", encoding="utf-8")

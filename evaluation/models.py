@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from search.ops.jobs import FINISHED, JobStatus
+
 
 class EvaluationRun(models.Model):
     class Mode(models.TextChoices):
@@ -14,11 +16,7 @@ class EvaluationRun(models.Model):
         RAG = "rag", "RAG label inclusion"
         ALL = "all", "all"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
+    Status = JobStatus  # queued -> running -> done | failed (search.ops.jobs)
 
     mode = models.CharField(max_length=16, choices=Mode.choices)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
@@ -65,7 +63,7 @@ class EvaluationRun(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.FAILED}
+        return self.status in FINISHED
 
     @property
     def progress_percent(self) -> int | None:

@@ -15,8 +15,9 @@
 - `web`: what pages and the API share: the error mapping, parsers, common serializers.
 - `errors`: ApplicationError, the one base of every error a person can act on.
 
-Each package has `services.py` (writes: keyword-only use cases), `selectors.py` (reads,
-scoped to their owner), views/api, tasks and commands where it has them. Layers point one way:
+Writes are keyword-only use cases in `services.py` (catalog, queries, descriptions; the
+index's are `build`, ML's `setup`), reads in `selectors.py` (scoped to their owner), beside
+the package's views/api, tasks and commands. Layers point one way:
 views, API, commands and tasks -> services/selectors -> ml/index -> models. This `search` app
 owns no models now: it keeps the migrations that created the tables (they kept their names
 when the models moved), the template tags and the page/API URL assembly.

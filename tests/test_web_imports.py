@@ -25,16 +25,17 @@ django.setup()
 import importlib
 for name in sys.argv[1:]:
     importlib.import_module(name)
+{then}
 print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def heavy_modules_after_importing(*modules: str) -> list[str]:
+def heavy_modules_after_importing(*modules: str, then: str = "", **environ: str) -> list[str]:
     """The heavy libraries in sys.modules of a fresh, set-up Django process after importing
-    `modules`."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    `modules` and running the code `then`, with `environ` added to its environment."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **environ}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *modules],
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY, then=then), *modules],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -66,3 +67,25 @@ def test_the_probe_sees_a_heavy_import():
 
     assert "torch" in loaded
     assert "sentence_transformers" in loaded
+
+
+@pytest.mark.django_db
+def test_showing_the_published_index_imports_no_faiss(search_index, settings):
+    """The collections page says which index is published from its manifest alone; only a
+    search (or /readyz, which loads it on purpose) imports faiss."""
+    status = "s = index_status(); assert s.manifest.name == 'tiny', s.problem"
+    index_dir = str(settings.TINYRAG_INDEX_DIR)
+    seen = heavy_modules_after_importing(
+        "search.index.selectors",
+        then=f"from search.index.selectors import index_status; {status}",
+        TINYRAG_INDEX_DIR=index_dir,
+        TINYRAG_INDEX_NAME="tiny",
+    )
+    assert seen == []
+    loading = heavy_modules_after_importing(  # control: loading the index does import it
+        "search.index.selectors",
+        then="from search.index.selectors import index_status; s = index_status(load=True)",
+        TINYRAG_INDEX_DIR=index_dir,
+        TINYRAG_INDEX_NAME="tiny",
+    )
+    assert "faiss" in loading

@@ -195,6 +195,11 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return {**super().get_form_kwargs(), "request": self.request}
 
 
+def api_token(*, user) -> Token:
+    """The user's API token, made on first use."""
+    return Token.objects.get_or_create(user=user)[0]
+
+
 def rotate_api_token(*, user) -> Token:
     """A new API token for `user`; the old key stops working at once."""
     with transaction.atomic():
@@ -209,5 +214,4 @@ def profile(request: HttpRequest) -> HttpResponse:
         rotate_api_token(user=request.user)
         messages.success(request, "A new API token was created; the old one no longer works.")
         return redirect("profile")
-    token, _ = Token.objects.get_or_create(user=request.user)
-    return render(request, "search/profile.html", {"token": token})
+    return render(request, "search/profile.html", {"token": api_token(user=request.user)})

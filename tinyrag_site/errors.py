@@ -18,7 +18,10 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.defaults import server_error as django_server_error
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from search.ops.health import check_database
 from search.web.api_errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -37,17 +40,12 @@ def database_unavailable(exc: BaseException | None) -> bool:
     """
     if not isinstance(exc, (OperationalError, InterfaceError)):
         return False
-    from search.ops.health import check_database
-
     return not check_database().ok
 
 
 def cache_unavailable(exc: BaseException | None) -> bool:
     """Redis (TINYRAG_CACHE_URL=redis://...) refused, dropped or timed out the connection:
     every rate-limited request fails the same way until it is back."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 from django.db import models
 
 from search.catalog.models import Image
+from search.ops.jobs import FINISHED, JobStatus
 from search.queries.models import SearchQuery
 
 
 class Description(models.Model):
     """A generated description of a result image (or of the query's own upload)."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
+    Status = JobStatus  # queued -> running -> done | failed (search.ops.jobs)
 
     class Context(models.TextChoices):
         RETRIEVED = "retrieved", "labels of retrieved neighbours"
@@ -93,4 +90,4 @@ class Description(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.FAILED}
+        return self.status in FINISHED

@@ -47,9 +47,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Generation:
-    """What the describer was given and what it wrote."""
+    """What the describer wrote."""
 
-    prompt: str
     text: str
     tokens: int
 
@@ -136,4 +135,4 @@ def generate(
         min_new_tokens=settings.TINYRAG_VLM_MIN_NEW_TOKENS,
         on_piece=on_piece,
     )
-    return Generation(prompt, described.text, described.tokens)
+    return Generation(described.text, described.tokens)

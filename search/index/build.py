@@ -24,7 +24,7 @@ from django.conf import settings
 
 from search.catalog.models import Dataset, Image
 from search.errors import ApplicationError
-from search.index import service as faiss_index
+from search.index import service as index_service
 from search.index.service import IndexManifest, IndexType
 from search.ml.batches import ImageFile, pixel_batches
 from search.ml.registry import get_clip_embedder
@@ -193,7 +193,7 @@ def build_index(
         )
 
     embedder.load()
-    builds = faiss_index.builds_dir(index_dir)
+    builds = index_service.builds_dir(index_dir)
     store = ShardStore(builds / f"{options.name}.partial")
     resumed = store.start(_fingerprint(options, dataset, embedder.model_id, plan), options.restart)
     shard_size = options.shard_size
@@ -252,7 +252,7 @@ def build_index(
     if not len(ids):
         raise BuildError("no image could be read; nothing to index")
     log(f"Building the {options.index_type} index over {len(ids):,} vectors.")
-    index, params = faiss_index.build_faiss_index(
+    index, params = index_service.build_faiss_index(
         vectors, ids, options.index_type, options.index_params
     )
     index_type = params.pop("type")
@@ -265,14 +265,14 @@ def build_index(
         count=int(index.ntotal),
         dataset=dataset.name,
         splits=list(options.splits),
-        created_at=faiss_index.now_iso(),
+        created_at=index_service.now_iso(),
         build_seconds=round(time.perf_counter() - started, 2),
         images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
         skipped=skipped,
         limit_per_class=options.limit_per_class,
     )
     staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    faiss_index.write_index_folder(staged, index, vectors, ids, manifest)
-    faiss_index.publish(staged, index_dir, options.name)
+    index_service.write_index_folder(staged, index, vectors, ids, manifest)
+    index_service.publish(staged, index_dir, options.name)
     shutil.rmtree(store.folder, ignore_errors=True)
     return manifest

@@ -15,10 +15,13 @@ class IndexStatus:
     problem: str = ""  # what is wrong and the command that fixes it
 
 
-def index_status(name: str | None = None) -> IndexStatus:
-    """The published index the searches use, or why there is none."""
+def index_status(name: str | None = None, *, load: bool = False) -> IndexStatus:
+    """The published index the searches use, or why there is none. `load`: load it too, as
+    the search pages do (an index file that cannot be read is said before anyone searches);
+    otherwise its manifest only, and no faiss is imported (the collections page)."""
+    service = get_index_service(name)
     try:
-        return IndexStatus(get_index_service(name).manifest)
+        return IndexStatus(service.manifest if load else service.published_manifest())
     except SearchIndexError as exc:
         return IndexStatus(None, str(exc))
 

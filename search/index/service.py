@@ -345,6 +345,15 @@ class IndexService:
     def manifest(self) -> IndexManifest:
         return self.get().manifest
 
+    def published_manifest(self) -> IndexManifest:
+        """The manifest of the index now published, without loading the index: the loaded
+        one's when it is current, else read from its file (pages that only show what is
+        published import no faiss)."""
+        loaded = self._loaded
+        if loaded is not None and loaded.folder == self._current_folder():
+            return loaded.manifest
+        return read_manifest(self.index_dir, self.name)
+
     def check_model(self, model_id: str, dim: int) -> None:
         manifest = self.manifest
         if manifest.model_id != model_id or manifest.dim != dim:

@@ -24,7 +24,12 @@ def _relabel(apps, *, forward: bool) -> None:
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model, app in MOVED.items():
         old, new = ("search", app) if forward else (app, "search")
-        ContentType.objects.filter(app_label=old, model=model).update(app_label=new)
+        moving = ContentType.objects.filter(app_label=old, model=model)
+        if moving.exists():
+            # `migrate catalog` run before this one made fresh, unused content types (and
+            # permissions) for the new label: the old ones, which rows point at, win.
+            ContentType.objects.filter(app_label=new, model=model).delete()
+        moving.update(app_label=new)
     DBTaskResult = apps.get_model("django_tasks_database", "DBTaskResult")
     for old, new in TASK_PATHS.items():
         old, new = (old, new) if forward else (new, old)

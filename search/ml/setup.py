@@ -44,7 +44,7 @@ from search.ml.local import UnusableModelId, locate_model
 from search.ml.names import SENTENCE_TRANSFORMERS_ORG
 from search.ml.registry import current_target
 
-DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # as settings default it, for settings without it
 # Formats TinyRAG never loads (it runs PyTorch weights); skipping them saves gigabytes.
 IGNORED_FILES = [
     "onnx/*", "openvino/*", "coreml/*", "*.onnx", "*.onnx_data", "*.h5", "*.msgpack", "*.ot",

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from typing import TypeVar
 
 from django.conf import settings
@@ -31,17 +30,19 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django_tasks_db import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
 
 J = TypeVar("J", bound=models.Model)
 
 
-class JobStatus(StrEnum):
-    """The values of both models' `Status` choices."""
+class JobStatus(models.TextChoices):
+    """The status of every job: both job models' `Status`."""
 
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
 
 
 FINISHED = (JobStatus.DONE, JobStatus.FAILED)
@@ -158,11 +159,6 @@ def with_stall_check(kind: JobKind, job: J) -> J:
 def waiting_tasks(task_path: str | None = None) -> int | None:
     """Tasks waiting to run in the database task backend's queue (only those of one task,
     given its module path); None when the default backend keeps its queue in a broker."""
-    # here, not at the top: django_tasks_db is needed (and its app installed) only where it
-    # is the backend
-    from django_tasks_db import DatabaseBackend
-    from django_tasks_db.models import DBTaskResult
-
     if not isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend):
         return None
 

@@ -162,7 +162,10 @@ def rerun(*, query: SearchQuery) -> SearchQuery:
     if query.kind == SearchQuery.Kind.SIMILAR:
         if query.source_image_id is None:
             raise SearchInputError("The source image of this query no longer exists.")
-        return similar_search(image_id=query.source_image_id, **common)
+        try:
+            return similar_search(image_id=query.source_image_id, **common)
+        except NoSuchImage as exc:  # the query is there: what it needs is not (a 400, not a 404)
+            raise SearchInputError(str(exc)) from None
     try:
         with query.uploaded_image.open("rb") as f:
             data = f.read()

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from search.catalog.selectors import class_choices
 from search.catalog.views import IMAGE_CACHE_SECONDS
 from search.descriptions.selectors import descriptions_enabled, query_descriptions
-from search.errors import ApplicationError
+from search.errors import ApplicationError, NotFound
 from search.index.selectors import index_status
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
@@ -69,7 +69,7 @@ class SearchForm(forms.Form):
 
 
 def _page_context(form: SearchForm | None = None, **extra) -> dict:
-    status = index_status()
+    status = index_status(load=True)
     dataset = status.manifest.dataset if status.manifest else None
     return {"form": form or SearchForm(dataset_name=dataset), "index": status, **extra}
 
@@ -86,7 +86,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @rate_limited("search")
 def run_search(request: HttpRequest) -> HttpResponse:
-    status = index_status()
+    status = index_status(load=True)
     form = SearchForm(
         request.POST,
         request.FILES,
@@ -127,6 +127,8 @@ def run_search(request: HttpRequest) -> HttpResponse:
 def similar(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         query = search_service.similar_search(user=request.user, image_id=pk)
+    except NotFound as exc:  # the image this URL names
+        raise Http404(str(exc)) from None
     except ApplicationError as exc:
         return show_error(request, exc, back=reverse("search:home"))
     return _to_query(request, query)

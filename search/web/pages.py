@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from functools import wraps
-from http import HTTPStatus
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -17,10 +16,9 @@ from search.errors import ApplicationError
 
 
 def show_error(request: HttpRequest, exc: ApplicationError, *, back: str) -> HttpResponse:
-    """How a page shows a domain error (search.errors) that it has no better place for: a
-    not-found is the 404 page, anything else a message on the page the user came from."""
-    if exc.status == HTTPStatus.NOT_FOUND:
-        raise Http404(str(exc))
+    """How a page shows a domain error (search.errors) that it has no better place for (a
+    form field, the description card): a message on the page the user came from. Only a
+    view whose URL names what is missing answers Http404 instead (`similar`)."""
     messages.error(request, str(exc))
     return redirect(back)
 

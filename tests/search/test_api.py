@@ -466,6 +466,17 @@ def test_rerun_of_an_image_query_uses_the_stored_upload(api, index_built):
     assert again["results"][0]["image"]["id"] == target.pk
 
 
+def test_rerun_of_a_similar_query_whose_source_file_went_is_a_400(api, user, index_built):
+    """The query is there (not a 404): what rerunning it needs is not."""
+    from search.queries.services import similar_search
+
+    source = Image.objects.filter(split="train").order_by("id")[0]
+    query = similar_search(user=user, image_id=source.pk)
+    (index_built.root / source.path).write_bytes(b"not an image any more")
+    error = error_of(api.post(f"{API}/queries/{query.pk}/rerun"), 400, "invalid")
+    assert error["message"] == f"The file of image {source.pk} cannot be read."
+
+
 def test_another_users_query_is_404_everywhere(api, other_api, index_built):
     theirs = search_text(other_api, text="a cat", top_k=2).json()["id"]
     url = f"{API}/queries/{theirs}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
-from django.http import Http404
 from django.test import RequestFactory
 
 from evaluation.config import EvaluationError
@@ -98,6 +97,10 @@ def test_a_page_shows_an_error_as_a_message_on_the_page_it_came_from():
     assert [str(m) for m in get_messages(request)] == ["Type a shorter text."]
 
 
-def test_a_page_shows_a_not_found_error_as_the_404_page():
-    with pytest.raises(Http404, match="No image with id 7."):
-        show_error(_page_request(), NoSuchImage("No image with id 7."), back="/")
+def test_a_page_shows_a_not_found_error_as_a_message_too():
+    """A page's URL names something that exists (a query); what the form asked for is not
+    there: the user stays on their page, told why."""
+    request = _page_request()
+    response = show_error(request, NoSuchImage("No image with id 7."), back="/history/1/")
+    assert (response.status_code, response["Location"]) == (302, "/history/1/")
+    assert [str(m) for m in get_messages(request)] == ["No image with id 7."]

@@ -336,3 +336,39 @@ def test_html_named_png_is_refused_and_a_polyglot_is_served_as_an_image(
     served = auth_client.get(reverse("search:query-upload", args=[query.pk]))
     assert served["Content-Type"] == "image/jpeg"
     assert served["X-Content-Type-Options"] == "nosniff"
+
+
+def test_more_like_this_of_a_missing_image_is_a_404(auth_client, user, search_index):
+    missing = Image.objects.order_by("-pk").first().pk + 1
+    response = auth_client.post(reverse("search:similar", args=[missing]))
+    assert response.status_code == 404
+    assert not SearchQuery.objects.filter(user=user).exists()
+
+
+def test_rerun_of_a_similar_query_whose_source_went_says_so_on_the_page(
+    auth_client, user, search_index
+):
+    source = Image.objects.filter(split="train").order_by("id")[0]
+    auth_client.post(reverse("search:similar", args=[source.pk]))
+    query = SearchQuery.objects.get(user=user)
+    (search_index / source.path).write_bytes(b"not an image any more")
+    response = auth_client.post(reverse("search:query-rerun", args=[query.pk]), follow=True)
+    assert response.redirect_chain == [(reverse("search:query", args=[query.pk]), 302)]
+    assert f"The file of image {source.pk} cannot be read." in response.content.decode()
+    assert SearchQuery.objects.filter(user=user).count() == 1  # nothing new saved
+
+
+def test_describing_an_image_that_is_not_the_querys_says_so_on_the_page(
+    auth_client, user, search_index, settings
+):
+    settings.TINYRAG_VLM_BACKEND = "openai"  # enabled; nothing is generated for a refusal
+    search(auth_client, text="lemon", top_k=1)
+    query = SearchQuery.objects.get(user=user)
+    found = set(query.results.values_list("image_id", flat=True))
+    other = Image.objects.exclude(pk__in=found).first()
+    response = auth_client.post(
+        reverse("search:describe", args=[query.pk]), {"image_id": other.pk}, follow=True
+    )
+    assert response.redirect_chain == [(reverse("search:query", args=[query.pk]), 302)]
+    assert "not among this query" in response.content.decode()
+    assert not query.descriptions.exists()
