@@ -429,5 +429,6 @@ def get_index_service(name: str | None = None) -> IndexService:
 
 
 def clear_index_services() -> None:
+    """Forget every loaded index (tests, between settings; the next search loads again)."""
     with _services_lock:
         _services.clear()
