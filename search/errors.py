@@ -1,9 +1,10 @@
 """One error base for everything a person or a client can act on (HackSoft's ApplicationError).
 
 A domain error says what went wrong in one line and carries what the two front doors need: a
-`code` for API clients and an HTTP `status`. The API maps every one in one place
-(search/web/api_errors.py) and pages in another (search/web/pages.py), both from these two
-attributes, so a new error is one class here or beside its domain, and nothing else.
+`code` for API clients and an HTTP `status`. The API answers every one in one place from
+those two (search/web/api_errors.py); pages catch the one base and show its message where
+the user was (search/web/pages.py). A new error is one class, here or beside its domain,
+and nothing else.
 Anything that is not an ApplicationError is a bug: a 500, logged with its traceback.
 """
 
