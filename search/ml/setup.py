@@ -40,9 +40,9 @@ from transformers.utils import logging as transformers_logging
 from search.errors import InvalidInput
 from search.ml.clip import ClipEmbedder, SentenceTransformerEmbedder
 from search.ml.errors import ModelError, first_line
-from search.ml.local import UnusableModelId, locate_model
-from search.ml.names import SENTENCE_TRANSFORMERS_ORG
+from search.ml.local import LocalModel, UnusableModelId, locate_model
 from search.ml.registry import current_target
+from search.ml.vlm.transformers import TransformersDescriber
 
 DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # as settings default it, for settings without it
 # Formats TinyRAG never loads (it runs PyTorch weights); skipping them saves gigabytes.
@@ -57,6 +57,14 @@ class ModelKind(StrEnum):
     CLIP = "clip"  # loaded and run on one string and one image
     TEXT = "text"  # loaded and run on one string
     VLM = "vlm"  # snapshot checked only: loading 2B parameters belongs to the describe worker
+
+
+# The app's wrapper of each kind: how it reads a model id (`bare_name_org`) and loads it.
+WRAPPERS: dict[ModelKind, type[LocalModel]] = {
+    ModelKind.CLIP: ClipEmbedder,
+    ModelKind.TEXT: SentenceTransformerEmbedder,
+    ModelKind.VLM: TransformersDescriber,
+}
 
 
 @dataclass(frozen=True)
@@ -164,9 +172,8 @@ def format_size(size: int) -> str:
 def _fetch(
     spec: ModelSpec, cache_dir: Path | None, *, progress_bars: bool, notify: Callable[[str], object]
 ) -> Fetched:
-    org = None if spec.kind is ModelKind.VLM else SENTENCE_TRANSFORMERS_ORG
     try:
-        location = locate_model(spec.model_id, bare_name_org=org)
+        location = locate_model(spec.model_id, bare_name_org=WRAPPERS[spec.kind].bare_name_org)
     except UnusableModelId as exc:
         raise SetupFailed(str(exc)) from None
     if location.directory is not None:
@@ -261,7 +268,7 @@ def _libraries_quiet(quiet: bool) -> Iterator[None]:
 
 def _verify_embedder(spec: ModelSpec, cache_dir: Path | None) -> Verified:
     """Load the model through the app's own embedder and embed one input of each kind."""
-    cls = ClipEmbedder if spec.kind is ModelKind.CLIP else SentenceTransformerEmbedder
+    cls = WRAPPERS[spec.kind]
     started = time.monotonic()
     try:
         target = current_target()
