@@ -158,32 +158,20 @@ def test_the_move_to_domain_apps_keeps_every_row_and_what_points_at_it(tmp_path)
         uploaded_image="uploads/1/x.jpg",
     )
     old["SearchResult"].objects.create(query=query, rank=1, image=image, score=0.75)
-    first = old["Description"].objects.create(
-        query=query,
-        image=image,
-        image_key=f"image:{image.pk}",
-        backend="openai",
-        model="qwen",
-        prompt_version="rag-v1",
-        context_mode="retrieved",
-        status="done",
-        text="A goldfish.",
-        generation_key="k",
-    )
-    old["Description"].objects.create(
-        query=query,
-        image=image,
-        image_key=f"image:{image.pk}",
-        backend="openai",
-        model="qwen",
-        prompt_version="rag-v1",
-        context_mode="retrieved",
-        status="done",
-        text="A goldfish.",
-        generates=False,
-        reused_from=first,
-        generation_key="k",
-    )
+    described = {
+        "query": query,
+        "image": image,
+        "image_key": f"image:{image.pk}",
+        "backend": "openai",
+        "model": "qwen",
+        "prompt_version": "rag-v1",
+        "context_mode": "retrieved",
+        "status": "done",
+        "text": "A goldfish.",
+        "generation_key": "k",
+    }
+    first = old["Description"].objects.create(**described)
+    old["Description"].objects.create(**described, generates=False, reused_from=first)
 
     # `migrate catalog` run first has made the new app's content type already (post_migrate)
     ContentType.objects.create(app_label="catalog", model="image")
