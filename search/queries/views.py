@@ -7,8 +7,7 @@ from http import HTTPStatus
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
-from django.core.paginator import Paginator
+from django.contrib.auth.decorators import login_not_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,7 +22,7 @@ from search.errors import ApplicationError, NotFound
 from search.index.selectors import index_status
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
-from search.queries.selectors import get_query, query_history, query_results
+from search.queries.selectors import get_query, query_results
 from search.queries.uploads import UploadError, check_upload_size
 from search.web.pages import login_or_token_required, show_error
 from tinyrag_site.throttling import rate_limited
@@ -78,8 +77,12 @@ def _result_context(query: SearchQuery) -> dict:
     return {"query": query, "results": query_results(query), "can_describe": descriptions_enabled()}
 
 
+@login_not_required
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
+    """The search page; for a signed-out visitor, the landing page that says what this is."""
+    if not request.user.is_authenticated:
+        return render(request, "landing.html")
     return render(request, "search/page.html", _page_context())
 
 
@@ -170,29 +173,6 @@ def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as exc:
         return show_error(request, exc, back=reverse("search:query", args=[pk]))
     return _to_query(request, new)
-
-
-@require_POST
-def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
-    search_service.delete_query(query=own_query(request, pk))
-    if request.htmx:
-        return HttpResponse("")  # the row swaps itself out
-    messages.success(request, "Query deleted.")
-    return redirect("search:history")
-
-
-@require_POST
-def delete_history(request: HttpRequest) -> HttpResponse:
-    count = search_service.delete_history(user=request.user)
-    messages.success(request, f"Deleted {count} queries.")
-    return redirect("search:history")
-
-
-@require_GET
-def history(request: HttpRequest) -> HttpResponse:
-    page = Paginator(query_history(user=request.user), 20).get_page(request.GET.get("page"))
-    template = "search/history.html#rows" if request.htmx else "search/history.html"
-    return render(request, template, {"page": page})
 
 
 @login_or_token_required

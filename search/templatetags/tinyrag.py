@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 
 from django import template
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from search.ml.names import display_model_id
 
@@ -23,3 +26,14 @@ def svg_data_uri(svg: str) -> str:
     and a <style> element, which the Content-Security-Policy (style-src 'self') blocks in the
     page but not inside an image."""
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+@register.simple_tag(takes_context=True)
+def nav_link(context, url_name: str, label: str, *, exact: bool = False) -> str:
+    """A main-navigation link, marked aria-current="page" where the page is under it."""
+    url = reverse(url_name)
+    request = context.get("request")
+    path = request.path if request else ""
+    current = path == url if exact else path.startswith(url)
+    attrs = ' aria-current="page"' if current else ""
+    return format_html('<a href="{}"{}>{}</a>', url, mark_safe(attrs), label)

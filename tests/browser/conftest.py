@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from tests.browser.helpers import REPORT_CSP_VIOLATIONS
+
 CHROMIUM = os.environ.get("TINYRAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -40,3 +42,20 @@ def _sync_orm_beside_playwright():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def csp_violations(page) -> list[str]:
+    """What the Content-Security-Policy blocked on any page this test opened."""
+    found: list[str] = []
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on(
+        "console",
+        lambda msg: (
+            found.append(msg.text)
+            if msg.type == "error"
+            and ("CSP violation" in msg.text or "Content Security" in msg.text)
+            else None
+        ),
+    )
+    return found

@@ -4,62 +4,16 @@ and every page works under the Content-Security-Policy, HTMX included."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
 
 from search.catalog.models import Image
 from search.queries.models import SearchQuery
+from tests.browser.helpers import ARTIFACTS, log_in_new_user, screenshots
 from tests.evaluation.test_views import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-# Chromium reports each blocked script, style, handler or image as a `securitypolicyviolation`
-# event; printed as a console error, it reaches the test through Playwright's console events.
-REPORT_CSP_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`
-    + ` at ${e.sourceFile}:${e.lineNumber}`);
-});
-"""
-WIDTHS = (1280, 390)  # a laptop, a phone
-
-
-@pytest.fixture
-def csp_violations(page) -> list[str]:
-    """What the Content-Security-Policy blocked on any page this test opened."""
-    found: list[str] = []
-    page.add_init_script(REPORT_CSP_VIOLATIONS)
-    page.on(
-        "console",
-        lambda msg: (
-            found.append(msg.text)
-            if msg.type == "error"
-            and ("CSP violation" in msg.text or "Content Security" in msg.text)
-            else None
-        ),
-    )
-    return found
-
-
-def screenshots(page, name: str) -> None:
-    """Full-page screenshots at each width in WIDTHS (artifacts/<name>-<width>.png)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
-
-
-def log_in_new_user(page, live_server, django_user_model, username: str) -> None:
-    """A user made for the test, logged in through the login page."""
-    django_user_model.objects.create_user(username, password="a-long-unusual-passphrase-9")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "a-long-unusual-passphrase-9")
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_signup_search_upload_and_history(
@@ -68,8 +22,9 @@ def test_signup_search_upload_and_history(
     from playwright.sync_api import expect
 
     page.goto(f"{live_server.url}/")
-    expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
-    page.get_by_role("link", name="Sign up").last.click()
+    expect(page.locator("h1")).to_have_text("Find images by what is in them")
+    screenshots(page, "landing")
+    page.get_by_role("link", name="Create an account").click()
     page.fill("#id_username", "erin")
     page.fill("#id_password1", "a-long-unusual-passphrase-9")
     page.fill("#id_password2", "a-long-unusual-passphrase-9")

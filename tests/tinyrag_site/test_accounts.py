@@ -10,9 +10,18 @@ pytestmark = pytest.mark.django_db
 
 
 def test_product_pages_redirect_anonymous_users_to_login(client):
-    response = client.get(reverse("search:home"))
+    response = client.get(reverse("search:history"))
     assert response.status_code == 302
-    assert response["Location"] == f"{reverse('login')}?next=/"
+    assert response["Location"] == f"{reverse('login')}?next=/history/"
+
+
+def test_a_signed_out_visitor_gets_the_landing_page_not_the_search_form(client):
+    response = client.get(reverse("search:home"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Find images by what is in them" in page
+    assert f'href="{reverse("signup")}"' in page
+    assert 'id="search-form"' not in page
 
 
 def test_signup_creates_the_user_and_logs_them_in(client):

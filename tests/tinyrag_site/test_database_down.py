@@ -71,7 +71,7 @@ def test_pages_and_api_answer_503_while_the_database_is_down_then_recover(client
 
 
 def test_other_server_errors_stay_500(clients, monkeypatch):
-    from search.queries import views
+    from search.queries import history_views as views
 
     def broken(*args, **kwargs):
         raise ValueError("a bug, not an outage")
@@ -86,7 +86,7 @@ def test_other_server_errors_stay_500(clients, monkeypatch):
 def test_a_schema_error_with_the_database_up_is_a_500_not_an_outage(clients, monkeypatch):
     from django.db import OperationalError
 
-    from search.queries import views
+    from search.queries import history_views as views
 
     def missing_table(*args, **kwargs):
         raise OperationalError("no such table: search_searchquery")  # a forgotten migrate

@@ -12,6 +12,7 @@ from django.urls.resolvers import RoutePattern
 pytestmark = pytest.mark.django_db
 
 PUBLIC = {
+    "/",  # signed out, the landing page (tests/tinyrag_site/test_accounts.py)
     "/healthz",
     "/readyz",
     "/accounts/login/",
