@@ -1,4 +1,7 @@
-"""The site's 500 handler: a lost database or shared cache is a 503 ("try again shortly"), not
+"""The site's error pages: 404 and 500 in the site's layout (templates/404.html, 500.html;
+403.html and 403_csrf.html are found by Django's own handlers).
+
+The 500 handler: a lost database or shared cache is a 503 ("try again shortly"), not
 a crash, and any other failure under /api/ is a 500 in the API's error format.
 
 Django calls `handler500` inside the `except` block of whatever failed, so `sys.exc_info()`
@@ -16,7 +19,9 @@ import sys
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import Resolver404
 from django.views.defaults import server_error as django_server_error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -67,3 +72,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(render_to_string("503.html", {"message": message}), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The branded 404 (the API answers its own, in JSON: search.web.api_errors). It repeats
+    what the view said was missing ("No such query in your history."), never the URL
+    resolver's internals for an unknown address."""
+    said = exception.args[0] if exception.args else None
+    reason = said if isinstance(said, str) and not isinstance(exception, Resolver404) else ""
+    return render(request, "404.html", {"reason": reason}, status=404)

@@ -55,4 +55,5 @@ urlpatterns = [
     path("", include("search.urls")),
 ]
 
+handler404 = "tinyrag_site.errors.page_not_found"
 handler500 = "tinyrag_site.errors.server_error"
