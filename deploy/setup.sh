@@ -3,6 +3,8 @@
 #   bash deploy/setup.sh          # the app
 #   bash deploy/setup.sh dev      # the app + test and lint tools
 # torch and torchvision go first, in one pip call, pinned together by deploy/constraints.txt.
+# pip runs only when pyproject.toml, deploy/constraints.txt, this script or the extras changed
+# since the last install that finished (a stamp in the venv); FORCE=1 runs it regardless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +16,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
+# The install's inputs, as one hash; the stamp of an install with extras "X" is .installed-X.
+inputs() { cat pyproject.toml deploy/constraints.txt deploy/setup.sh | sha256sum | cut -d' ' -f1; }
+stamp_ok() { [ -f "$VENV/.installed-$1" ] && [ "$(cat "$VENV/.installed-$1")" = "$(inputs)" ]; }
+wanted=${extras:-app}
+# The dev extras include the app: either stamp will do for a plain install.
+if [ "${FORCE:-0}" != 1 ] && { stamp_ok "$wanted" || { [ -z "$extras" ] && stamp_ok dev; }; }; then
+  echo "Dependencies unchanged since the last install; pip skipped" \
+    "(FORCE=1 bash deploy/setup.sh${extras:+ $extras} reinstalls)."
+  exit 0
+fi
 pip=("$VENV/bin/python" -m pip --quiet --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 "${pip[@]}" install -c deploy/constraints.txt "torch==2.14.1" "torchvision==0.29.1"
 "${pip[@]}" install -c deploy/constraints.txt -e ".${extras:+[$extras]}"
+inputs > "$VENV/.installed-$wanted"
 echo "Installed TinyRAG into $VENV"

@@ -6,6 +6,8 @@ Only environment defaults are set here; everything else is tinyrag_site.settings
 import os
 import tempfile
 
+# A developer's .env never changes the suite (tinyrag_site/settings.py reads it otherwise).
+os.environ.setdefault("TINYRAG_ENV_FILE", "")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deployment-0123456789")
 os.environ.setdefault("TINYRAG_HTTPS", "0")
 os.environ.setdefault("TINYRAG_STATIC_MANIFEST", "0")  # no collectstatic before tests

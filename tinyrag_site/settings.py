@@ -1,5 +1,7 @@
 """TinyRAG settings: read from the environment once, with typed defaults.
 
+A `.env` file in the project folder is read first (python-dotenv; the real environment wins
+over it), so manage.py, runserver, gunicorn, wsgi and asgi all see the same configuration.
 Every variable is listed with a comment and its default in `.env.example`
 (tests/tinyrag_site/test_env_example.py compares the two). Production (DEBUG off) refuses to
 start without SECRET_KEY.
@@ -12,8 +14,16 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# KEY=value lines that fill in what the environment does not set (the environment wins).
+# TINYRAG_ENV_FILE itself is read from the environment only: another file, or "" for none.
+# https://saurabh-kumar.com/python-dotenv/#load-configuration-without-altering-the-environment
+ENV_FILE = os.environ.get("TINYRAG_ENV_FILE", ".env")
+if ENV_FILE:
+    load_dotenv(BASE_DIR / Path(ENV_FILE).expanduser(), override=False)
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -79,6 +89,10 @@ TINYRAG_INDEX_DIR = env_path("TINYRAG_INDEX_DIR", BASE_DIR / "vector_db")
 TINYRAG_DATASET_ROOTS = env_list("TINYRAG_DATASET_ROOTS", [])
 
 INSTALLED_APPS = [
+    # First: its commands replace two of the apps' below (an earlier app's command name wins):
+    # `runserver` (staticfiles') that warms the models up in the background, and `db_worker`
+    # (django_tasks_db's) that outlives a locked or restarting database.
+    "search.ops",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -100,7 +114,6 @@ INSTALLED_APPS = [
     "search.index",
     "search.queries",
     "search.descriptions",
-    "search.ops",
     "evaluation",
 ]
 
@@ -159,9 +172,17 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web workers and the task worker write the same file: take the write lock when a
     # transaction begins (not halfway, where SQLite fails at once with "database is locked"),
-    # and wait up to 20 s for it. https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior
+    # and wait up to TINYRAG_SQLITE_TIMEOUT seconds for it. Write-ahead logging lets one
+    # process write while others read (with a rollback journal a long read holds writers
+    # off); NORMAL sync is safe with WAL.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#setting-pragma-options
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env_int("TINYRAG_SQLITE_TIMEOUT", 20),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 
 from search.catalog.datasets.roots import root_problem
 
@@ -18,6 +20,13 @@ class Dataset(models.Model):
     root = models.CharField(max_length=1024, help_text="Absolute path of the prepared dataset.")
     source = models.CharField(max_length=32, choices=Source.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Counts of the collections page, stored: counting 120k rows per request locked SQLite
+    # for seconds. Kept by search.catalog.counts (import_dataset, Image saves, a cheap
+    # check at read time).
+    class_count = models.PositiveIntegerField(default=0, editable=False)
+    train_count = models.PositiveIntegerField(default=0, editable=False)
+    val_count = models.PositiveIntegerField(default=0, editable=False)
+    test_count = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "search_dataset"  # the table it had in the search app
@@ -40,6 +49,9 @@ class ImageClass(models.Model):
     wnid = models.CharField("WordNet id", max_length=64)
     name = models.CharField(max_length=255, help_text="The first synonym.")
     names = models.JSONField(default=list, help_text="All synonyms, in words.txt order.")
+    # Images of the class, all splits, stored like Dataset's counts (selectors give it to
+    # readers as `image_count`).
+    image_total = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "search_imageclass"  # the table it had in the search app
@@ -88,3 +100,14 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+@receiver(post_save, sender=Image)
+def _recount_after_save(sender, instance: Image, **kwargs) -> None:
+    """A row saved one at a time (the admin moves an image to another class or split): its
+    dataset's counts again, in the same transaction. Bulk writes (import_dataset) and deletes
+    recount themselves or are caught at read time (search.catalog.counts)."""
+    from search.catalog.counts import refresh_counts
+
+    if not kwargs.get("raw"):  # loaddata: the fixture's counts are stored as they are
+        refresh_counts([instance.dataset_id])

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from huggingface_hub import try_to_load_from_cache
 from PIL import Image as PILImage
 
+from search.catalog.models import Image
 from search.catalog.selectors import collection_size
+from search.index.selectors import index_status
 from search.index.service import SearchIndexError, get_index_service
 from search.ml import registry
 from search.ml.errors import ModelError
+from search.ml.local import UnusableModelId, locate_model
+from search.ml.names import SENTENCE_TRANSFORMERS_ORG
 from search.ops.jobs import waiting_tasks
 
 logger = logging.getLogger(__name__)
@@ -98,6 +107,201 @@ def warm_up(between: Callable[[], object] = lambda: None) -> None:
         between()
 
 
+def warm_up_in_background() -> threading.Thread:
+    """warm_up() in a daemon thread, for the development server: it serves at once while
+    CLIP and the index load behind it (gunicorn warms each worker before it serves)."""
+
+    def run() -> None:
+        started = time.monotonic()
+        logger.info("warm-up: loading the index and the models in the background")
+        warm_up()
+        logger.info("warm-up: done in %.1f s", time.monotonic() - started)
+
+    thread = threading.Thread(target=run, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- first run: what is missing before anyone can search ----------------------------------
+
+# The steps in the order they must be done; each names what it makes and who asks for it.
+SETUP_STEPS = ("dataset", "models", "index")
+STEP_LABELS = {
+    "dataset": "Import the pictures",
+    "models": "Download the search model",
+    "index": "Build the search index",
+}
+ASK_OPERATOR = {
+    "dataset": "Ask whoever runs this server to import the dataset.",
+    "models": "Ask whoever runs this server to download the search model.",
+    "index": "Ask whoever runs this server to build the search index.",
+}
+# What the `alternative` command does differently.
+ALTERNATIVE_INTROS = {
+    "dataset": "Or, with tiny-imagenet-200.zip already downloaded (no download):",
+    "index": "Or, to index every train picture (slower):",
+}
+# sentence-transformers' own file at a snapshot's root: how the CLIP embedders find a cached
+# hub model (search/ml/clip.py SentenceTransformerEmbedder.marker; that module imports torch).
+SENTENCE_TRANSFORMERS_MARKER = "modules.json"
+QUICK_INDEX_PER_CLASS = 50  # bootstrap's default (search/ops/management/commands/bootstrap.py)
+
+
+@dataclass(frozen=True)
+class ProgressItem:
+    number: int
+    name: str
+    label: str
+    state: str  # done | current | todo
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """The first thing missing before search works (`first_missing_step`).
+
+    `problem` is plain words for anyone; `command` (and `alternative`, another way to do the
+    same) works as printed from the project folder; `detail` is for staff (paths, settings)."""
+
+    name: str  # dataset | models | index
+    problem: str
+    command: str
+    alternative: str = ""
+    detail: str = ""
+    done: tuple[str, ...] = ()  # the steps already done, in SETUP_STEPS order
+
+    @property
+    def ask(self) -> str:
+        return ASK_OPERATOR[self.name]
+
+    @property
+    def alternative_intro(self) -> str:
+        return ALTERNATIVE_INTROS.get(self.name, "Or:")
+
+    @property
+    def debug(self) -> bool:
+        """Whether the server runs with development settings (commands shown to everyone)."""
+        return bool(settings.DEBUG)
+
+    @property
+    def progress(self) -> list[ProgressItem]:
+        return [
+            ProgressItem(
+                number,
+                name,
+                STEP_LABELS[name],
+                "done" if name in self.done else "current" if name == self.name else "todo",
+            )
+            for number, name in enumerate(SETUP_STEPS, start=1)
+        ]
+
+
+def manage_command(arguments: str) -> str:
+    """`manage.py <arguments>` as typed from the project folder with this process's Python:
+    `.venv/bin/python manage.py ...` from the project's virtual environment, else `python`
+    (a container's, or one on PATH)."""
+    python = Path(sys.executable)
+    try:
+        shown = f"{python.relative_to(settings.BASE_DIR)}"
+    except ValueError:
+        shown = "python"
+    return f"{shown} manage.py {arguments}"
+
+
+def _model_missing(model_id: str) -> str:
+    """Why a sentence-transformers model cannot be loaded from disk ("" when it can): the
+    filesystem lookups the embedders make before loading (search.ml.local), without torch."""
+    try:
+        location = locate_model(str(model_id), bare_name_org=SENTENCE_TRANSFORMERS_ORG)
+    except UnusableModelId as exc:
+        return str(exc)
+    if location.directory is not None:
+        return ""
+    cache_dir = settings.TINYRAG_MODEL_DIR or None
+    try:
+        cached = try_to_load_from_cache(
+            location.repo_id, SENTENCE_TRANSFORMERS_MARKER, cache_dir=cache_dir
+        )
+    except ValueError as exc:
+        return str(exc)
+    if isinstance(cached, str):
+        return ""
+    return f"not downloaded into {'TINYRAG_MODEL_DIR' if cache_dir else 'the Hugging Face cache'}"
+
+
+def _models_problem() -> str:
+    """What is wrong with the embedders searches need ("" when both are on disk)."""
+    models = [("TINYRAG_CLIP_MODEL", settings.TINYRAG_CLIP_MODEL)]
+    if settings.TINYRAG_TEXT_MODEL:
+        models.append(("TINYRAG_TEXT_MODEL", settings.TINYRAG_TEXT_MODEL))
+    problems = [
+        f"{setting}={model_id}: {why}"
+        for setting, model_id in models
+        if (why := _model_missing(model_id))
+    ]
+    return "; ".join(problems)
+
+
+def _index_problem() -> tuple[str, str]:
+    """(plain problem, staff detail) of the published index; ("", "") when it is usable."""
+    status = index_status()
+    if status.manifest is None:
+        if not (Path(settings.TINYRAG_INDEX_DIR) / settings.TINYRAG_INDEX_NAME).exists():
+            return "the search index has not been built yet.", status.problem
+        return "the search index cannot be read and must be built again.", status.problem
+    if status.manifest.model_id != str(settings.TINYRAG_CLIP_MODEL):
+        return (
+            "the search index was built with another model and must be built again.",
+            f"index {status.manifest.name!r} was built with {status.manifest.model_id}, but "
+            f"TINYRAG_CLIP_MODEL is {settings.TINYRAG_CLIP_MODEL}",
+        )
+    return "", ""
+
+
+def first_missing_step() -> SetupStep | None:
+    """The first step of the first run still to do, in order dataset imported -> models on
+    disk -> index built, or None when search is ready. Cheap enough for every search page:
+    one indexed query, a few file lookups, the manifest (no model, no faiss)."""
+    dataset_done = Image.objects.exists()
+    models_problem = _models_problem()
+    index_problem, index_detail = _index_problem()
+    done = tuple(
+        name
+        for name, ok in zip(
+            SETUP_STEPS, (dataset_done, not models_problem, not index_problem), strict=True
+        )
+        if ok
+    )
+    if not dataset_done:
+        return SetupStep(
+            name="dataset",
+            problem="no pictures have been imported yet.",
+            command=manage_command("bootstrap"),
+            alternative=manage_command("bootstrap --archive ~/Downloads/tiny-imagenet-200.zip"),
+            detail="bootstrap downloads TinyImageNet-200 (about 250 MB), imports it, downloads "
+            "the search model and builds the index, skipping what is already done.",
+            done=done,
+        )
+    if models_problem:
+        return SetupStep(
+            name="models",
+            problem="the search model has not been downloaded yet.",
+            command=manage_command("setup_models"),
+            detail=models_problem,
+            done=done,
+        )
+    if index_problem:
+        return SetupStep(
+            name="index",
+            problem=index_problem,
+            command=manage_command(f"build_index --limit-per-class {QUICK_INDEX_PER_CLASS}"),
+            alternative=manage_command("build_index"),
+            detail=f"{index_detail} (--limit-per-class {QUICK_INDEX_PER_CLASS}: a few minutes "
+            "on a CPU)",
+            done=done,
+        )
+    return None
+
+
 # --- what `manage.py doctor` adds to the readiness checks ----------------------------------
 
 
@@ -105,7 +309,7 @@ def check_dataset() -> Check:
     """Images are imported (doctor only: a server without them is up, just empty)."""
     size = collection_size()
     if not size.images:
-        return Check("dataset", False, "no images imported; run: python manage.py bootstrap")
+        return Check("dataset", False, f"no images imported; run: {manage_command('bootstrap')}")
     return Check("dataset", True, f"{size.datasets} dataset(s), {size.images:,} images")
 
 

@@ -80,6 +80,35 @@ def test_vanished_files_are_reported_not_removed_unless_pruned(prepared_root, ca
     assert Image.objects.count() == 33
 
 
+def stored_counts() -> tuple:
+    """What the collections page reads, straight from the rows (no selector)."""
+    (dataset,) = Dataset.objects.values_list(
+        "class_count", "train_count", "val_count", "test_count"
+    )
+    classes = dict(ImageClass.objects.values_list("wnid", "image_total"))
+    return dataset, classes
+
+
+def test_an_import_stores_the_counts_of_the_collections_page(prepared_root):
+    """4 classes of 5 train + 3 val images each, 4 unlabelled test images (the fixture)."""
+    run(prepared_root)
+    dataset, classes = stored_counts()
+    assert dataset == (4, 20, 12, 4)
+    assert set(classes.values()) == {8}
+
+
+def test_a_rerun_and_a_prune_store_the_new_counts(prepared_root):
+    run(prepared_root)
+    (prepared_root / "train" / "n07749582" / "n07749582_77.JPEG").write_bytes(
+        jpeg_bytes((1, 2, 3), seed=77)
+    )
+    shutil.rmtree(prepared_root / "val" / "n02124075")
+    run(prepared_root, "--prune")
+    dataset, classes = stored_counts()
+    assert dataset == (4, 21, 9, 4)
+    assert (classes["n07749582"], classes["n02124075"]) == (9, 5)
+
+
 def test_unreadable_image_is_skipped_and_listed(prepared_root, capsys):
     (prepared_root / "test" / "images" / "test_9.JPEG").write_bytes(b"not a jpeg")
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0")

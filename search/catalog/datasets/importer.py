@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from search.catalog.counts import refresh_counts
 from search.catalog.datasets import DatasetError
 from search.catalog.datasets.imagefolder import scan_imagefolder
 from search.catalog.datasets.layout import Scan, read_image_infos
@@ -164,6 +165,7 @@ def import_scan(
         for i in range(0, len(gone_paths), BATCH_SIZE):
             deleted, _ = dataset.images.filter(path__in=gone_paths[i : i + BATCH_SIZE]).delete()
             report.pruned += deleted
+    refresh_counts([dataset.pk])  # the collections page reads these (search/catalog/counts.py)
     return report
 
 
