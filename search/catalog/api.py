@@ -45,7 +45,7 @@ class ImageSerializer(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, image: Image) -> str:
-        return absolute_url(self, "search:image", image.pk)
+        return absolute_url(self, "search:image-file", image.pk)
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_thumbnail_url(self, image: Image) -> str:

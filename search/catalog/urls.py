@@ -6,6 +6,8 @@ from search.catalog import views
 
 urlpatterns = [
     path("collections/", views.collections, name="collections"),
-    path("images/<int:pk>/", views.image_file, name="image"),
+    path("classes/<int:pk>/", views.class_detail, name="class"),
+    path("images/<int:pk>/", views.image_detail, name="image"),
+    path("images/<int:pk>/file/", views.image_file, name="image-file"),
     path("images/<int:pk>/thumb/", views.image_thumbnail, name="image-thumb"),
 ]

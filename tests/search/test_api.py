@@ -194,7 +194,7 @@ def test_text_search_response_shape(api, index_built, clip_settings):
     assert set(image) == IMAGE_KEYS
     row = Image.objects.get(pk=image["id"])
     wnid = row.path.split("/")[1]  # train/<wnid>/<file>
-    assert image["url"] == f"http://testserver/images/{row.pk}/"
+    assert image["url"] == f"http://testserver/images/{row.pk}/file/"
     assert image["thumbnail_url"] == f"http://testserver/images/{row.pk}/thumb/"
     assert (image["split"], image["width"], image["height"]) == ("train", 64, 64)
     assert image["dataset"] == "tiny-imagenet-200"
@@ -498,7 +498,7 @@ def test_image_detail_describes_the_file(api, dataset_imported):
     assert response.status_code == 200
     assert response.json() == {
         "id": row.pk,
-        "url": f"http://testserver/images/{row.pk}/",
+        "url": f"http://testserver/images/{row.pk}/file/",
         "thumbnail_url": f"http://testserver/images/{row.pk}/thumb/",
         "split": "train",
         "width": size[0],

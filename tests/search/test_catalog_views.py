@@ -15,15 +15,24 @@ from tests.search.test_views import search, upload
 pytestmark = pytest.mark.django_db
 
 
-def test_dataset_image_and_thumbnail(auth_client, search_index):
+def test_dataset_image_file_and_thumbnail(auth_client, search_index):
     image = Image.objects.filter(split="val").first()
-    response = auth_client.get(reverse("search:image", args=[image.pk]))
+    response = auth_client.get(reverse("search:image-file", args=[image.pk]))
     assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
     assert b"".join(response.streaming_content) == (search_index / image.path).read_bytes()
     assert "max-age=86400" in response["Cache-Control"]
     thumb = auth_client.get(reverse("search:image-thumb", args=[image.pk]))
     assert thumb["Content-Type"] == "image/jpeg"
-    assert PILImage.open(io.BytesIO(thumb.content)).size == (64, 64)  # never upscaled
+    assert "max-age=86400" in thumb["Cache-Control"]
+    assert PILImage.open(io.BytesIO(thumb.content)).size == (160, 160)  # 64 px, upscaled
+
+
+def test_the_file_url_is_image_file_and_the_image_url_is_its_page(auth_client, search_index):
+    image = Image.objects.first()
+    assert reverse("search:image-file", args=[image.pk]) == f"/images/{image.pk}/file/"
+    page = auth_client.get(f"/images/{image.pk}/")
+    assert page["Content-Type"].startswith("text/html")
 
 
 def test_a_large_image_is_shrunk_to_fit_the_thumbnail_side(tmp_path):
@@ -39,16 +48,18 @@ def test_image_views_need_login_and_known_ids(auth_client, search_index):
     from django.test import Client
 
     image = Image.objects.first()
-    for name in ("search:image", "search:image-thumb"):
+    for name in ("search:image", "search:image-file", "search:image-thumb"):
         assert Client().get(reverse(name, args=[image.pk])).status_code == 302
-    assert auth_client.get(reverse("search:image", args=[999999])).status_code == 404
+    for name in ("search:image", "search:image-file", "search:image-thumb"):
+        assert auth_client.get(reverse(name, args=[999999])).status_code == 404
     assert auth_client.get("/images/../../etc/passwd/").status_code == 404
 
 
 def test_image_row_pointing_outside_its_dataset_is_404(auth_client, search_index):
     image = Image.objects.first()
     Image.objects.filter(pk=image.pk).update(path="../../../../etc/hostname")
-    assert auth_client.get(reverse("search:image", args=[image.pk])).status_code == 404
+    assert auth_client.get(reverse("search:image-file", args=[image.pk])).status_code == 404
+    assert auth_client.get(reverse("search:image-thumb", args=[image.pk])).status_code == 404
 
 
 def test_file_views_accept_an_api_token(search_index, user):
