@@ -19,10 +19,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
+from tinyrag_site import timezones
 from tinyrag_site.throttling import (
     Rate,
     client_network,
@@ -210,8 +212,48 @@ def rotate_api_token(*, user) -> Token:
 @never_cache  # the page shows the API token: never kept by a browser or a proxy
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
+    """The account page: password, time zone, API token. `?confirm=regenerate` is the token's
+    confirm step (changes nothing); a POST with `time_zone` keeps the viewer's zone, any other
+    POST (the confirm step's button) replaces the token."""
     if request.method == "POST":
+        if "time_zone" in request.POST:
+            return _save_time_zone(request)
         rotate_api_token(user=request.user)
-        messages.success(request, "A new API token was created; the old one no longer works.")
+        messages.success(
+            request,
+            "A new API token was created. The old one no longer works: give the new one to "
+            "every script or app that used the old one.",
+        )
         return redirect("profile")
-    return render(request, "search/profile.html", {"token": api_token(user=request.user)})
+    if request.GET.get("confirm") == "regenerate":
+        context = {
+            "confirm": "token",
+            "token": Token.objects.filter(user=request.user).first(),
+            "back": reverse("profile"),
+            "title": "Regenerate your API token?",
+        }
+        template = "search/confirm.html#panel" if request.htmx else "search/confirm.html"
+        return render(request, template, context)
+    return render(
+        request,
+        "search/profile.html",
+        {
+            "token": api_token(user=request.user),
+            "zone_choices": timezones.zone_choices(),
+            "chosen_zone": request.COOKIES.get(timezones.CHOICE_COOKIE, ""),
+        },
+    )
+
+
+def _save_time_zone(request: HttpRequest) -> HttpResponse:
+    name = request.POST["time_zone"].strip()
+    response = redirect(reverse("profile") + "#time-zone")
+    if not name:
+        timezones.remember_choice(response, None)
+        messages.success(request, "Times now follow your browser's time zone.")
+    elif name in timezones.zone_choices():
+        timezones.remember_choice(response, name)
+        messages.success(request, f"Times are now shown in {name}.")
+    else:
+        messages.error(request, "Choose a time zone from the list.")
+    return response

@@ -26,6 +26,15 @@ def query_descriptions(*, user, query: SearchQuery) -> QuerySet[Description]:
     )
 
 
+def latest_descriptions(*, user, query: SearchQuery) -> dict[int | None, Description]:
+    """The newest description of each image of one of the user's queries, by image id (None:
+    the query's upload): what a results page shows, one card per image."""
+    latest: dict[int | None, Description] = {}
+    for description in query_descriptions(user=user, query=query):
+        latest.setdefault(description.image_id, description)
+    return latest
+
+
 def descriptions_enabled() -> bool:
     """Whether Describe buttons are shown: the one decision, `search.ml.registry`'s."""
     return describer_enabled()

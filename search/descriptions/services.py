@@ -322,8 +322,8 @@ def run_description(description: Description) -> Description:
             describer=get_describer(),
             on_piece=progress.add,
         )
-        if not generation.text:
-            raise ValueError("The model produced no text.")
+        if not generation.text.strip():  # a blank "done" card is no description
+            raise ValueError("The model produced no text (nothing but white space).")
     except GenerationCancelled:
         return description  # nobody is left to read it
     except (ModelError, DescriptionsDisabled, OSError, RuntimeError, ValueError) as exc:
@@ -335,7 +335,7 @@ def run_description(description: Description) -> Description:
     jobs.finish(
         DESCRIPTIONS,
         description_id,
-        text=generation.text,
+        text=generation.text.strip(),
         tokens=generation.tokens,
         **progress.timings(generation.tokens),
     )

@@ -58,8 +58,16 @@ def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_
 def describe(request: HttpRequest, pk: int) -> HttpResponse:
     query = own_query(request, pk)
     form = DescribeForm(request.POST)
-    if not form.is_valid():  # the buttons never send this: a 400 that says why, in one line
-        return HttpResponse(form.error_line(), status=400, content_type="text/plain; charset=utf-8")
+    if not form.is_valid():  # the buttons never send this: a 400 page (or card) that says why
+        context = {
+            "error": "This request to describe an image could not be read. Go back to the "
+            "results and press Describe on the image you want described.",
+            "error_detail": form.error_line(),
+            "back": reverse("search:query", args=[pk]),
+        }
+        if request.htmx:  # swapped in where the card would go (HTMX swaps no 4xx)
+            return render(request, "search/description.html#card", context)
+        return render(request, "search/description.html", context, status=400)
     return _describe(
         request,
         query=query,

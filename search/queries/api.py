@@ -46,7 +46,13 @@ class ResultSerializer(serializers.Serializer):
 @extend_schema_field(
     {
         "type": "object",
-        "properties": {"class": {"type": "string", "description": "Only images of this wnid."}},
+        "properties": {
+            "class": {"type": "string", "description": "Only images of this wnid."},
+            "min_similarity": {
+                "type": "number",
+                "description": "Only results with at least this cosine similarity.",
+            },
+        },
         "additionalProperties": False,
     }
 )
@@ -119,6 +125,16 @@ def class_filter_field(*, allow_blank: bool = False) -> serializers.CharField:
     )
 
 
+def min_similarity_field() -> serializers.FloatField:
+    return serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        help_text="Only results with at least this cosine similarity (0 to 1; the pages show "
+        "it x 100 as a percentage). Kept with the query: a rerun applies it again.",
+    )
+
+
 SEARCH_ERRORS = errors(400, 401, 403, 415, 429, 503)
 
 
@@ -140,6 +156,7 @@ class TextSearchApi(ApiAuthMixin, APIView):
         )
         top_k = top_k_field()
         class_filter = class_filter_field()
+        min_similarity = min_similarity_field()
 
     @extend_schema(
         operation_id="search_text",
@@ -169,6 +186,14 @@ class ImageSearchApi(ApiAuthMixin, APIView):
         top_k = top_k_field()
         # a multipart form sends an unchosen filter as "": accepted, and searched as no filter
         class_filter = class_filter_field(allow_blank=True)
+        min_similarity = min_similarity_field()
+
+        def validate(self, attrs):
+            # a text beside the image is refused, never dropped (the search page's rule too)
+            text = self.initial_data.get("text")
+            if isinstance(text, str) and text.strip():
+                raise serializers.ValidationError(search_service.TEXT_AND_IMAGE)
+            return attrs
 
         def validate_image(self, upload):
             # Refused before it is read into memory; read_upload checks the bytes again.
@@ -199,6 +224,7 @@ class ImageSearchApi(ApiAuthMixin, APIView):
             data=data["image"].read(),
             top_k=data.get("top_k"),
             class_filter=data.get("class_filter"),
+            min_similarity=data.get("min_similarity"),
         )
         return Response(render_query(request, query), status=status.HTTP_201_CREATED)
 

@@ -1,36 +1,201 @@
-"""History pages: the signed-in user's past queries, and deleting them."""
+"""History pages: the signed-in user's past queries (searched, filtered, paged), and deleting
+them, one or all, each behind a confirm step (a page without JavaScript, in place with it)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_GET, require_http_methods
 
 from search.queries import services as search_service
-from search.queries.selectors import query_history
+from search.queries.models import SearchQuery
+from search.queries.selectors import (
+    ANY_CLASS,
+    HISTORY_TEXT_MAX_LENGTH,
+    HistoryFilter,
+    class_names,
+    history_size,
+    query_history,
+    used_class_filters,
+)
 from search.queries.views import own_query
 
-
-@require_POST
-def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
-    search_service.delete_query(query=own_query(request, pk))
-    if request.htmx:
-        return HttpResponse("")  # the row swaps itself out
-    messages.success(request, "Query deleted.")
-    return redirect("search:history")
+PAGE_SIZE = 20
+NEXT_MAX_LENGTH = 2000  # characters of the `next` address a delete returns to
 
 
-@require_POST
-def delete_history(request: HttpRequest) -> HttpResponse:
-    count = search_service.delete_history(user=request.user)
-    messages.success(request, f"Deleted {count} queries.")
-    return redirect("search:history")
+class HistoryFilterForm(forms.Form):
+    """The history's search box and filters, read from GET: a bad value is dropped and said,
+    never an error page."""
+
+    q = forms.CharField(
+        label="Search your queries",
+        required=False,
+        max_length=HISTORY_TEXT_MAX_LENGTH,
+        error_messages={
+            "max_length": "The search text can be at most %(limit_value)d characters long; "
+            "it was left out."
+        },
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Words in your text searches"}
+        ),
+    )
+    kind = forms.ChoiceField(
+        label="Kind",
+        required=False,
+        choices=[
+            ("", "All kinds"),
+            (SearchQuery.Kind.TEXT, "Text"),
+            (SearchQuery.Kind.IMAGE, "Uploaded image"),
+            (SearchQuery.Kind.SIMILAR, "More like this"),
+        ],
+        error_messages={"invalid_choice": "That kind of search does not exist; it was left out."},
+    )
+    class_filter = forms.ChoiceField(
+        label="Class filter",
+        required=False,
+        error_messages={
+            "invalid_choice": "None of your searches used that class filter; it was left out."
+        },
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["class_filter"].choices = [
+            ("", "Any or none"),
+            (ANY_CLASS, "Any class filter"),
+            *used_class_filters(user=user),
+        ]
+
+    def history_filter(self) -> HistoryFilter:
+        """The filters that are valid; an invalid one narrows nothing (its error is shown)."""
+        self.is_valid()
+        data = self.cleaned_data
+        return HistoryFilter(
+            text=" ".join((data.get("q") or "").split()),
+            kind=data.get("kind") or "",
+            class_filter=data.get("class_filter") or "",
+        )
+
+
+def _history_context(request: HttpRequest, params: QueryDict) -> dict:
+    form = HistoryFilterForm(params, user=request.user)
+    where = form.history_filter()
+    page = Paginator(query_history(user=request.user, where=where), PAGE_SIZE).get_page(
+        params.get("page")
+    )
+    names = class_names(q.filters.get("class") for q in page.object_list)
+    for query in page.object_list:
+        wnid = query.filters.get("class")
+        query.class_filter_name = names.get(wnid, wnid) if wnid else ""
+        query.min_score = _min_score(query.filters)
+    return {
+        "form": form,
+        "where": where,
+        "page": page,
+        "params": params,
+        "here": _history_url(params),
+        # "delete all" is offered while there is anything to delete, matching or not
+        "has_history": bool(page.object_list)
+        or (where.active and query_history(user=request.user).exists()),
+    }
+
+
+def _min_score(filters: dict) -> float | None:
+    """The minimum-similarity cutoff (0 to 1) the query ran with, if it had one."""
+    value = filters.get("min_similarity")  # as search.queries.services.query_filters stores it
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _history_url(params: QueryDict) -> str:
+    query = params.urlencode()
+    return reverse("search:history") + (f"?{query}" if query else "")
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where a confirm step goes back to: the history page (with its filters) or the query's
+    page it came from; anything else is the history."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if (
+        candidate
+        and len(candidate) <= NEXT_MAX_LENGTH
+        and candidate.startswith(reverse("search:history"))
+        and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()})
+    ):
+        return candidate
+    return reverse("search:history")
+
+
+def _history_params(url: str) -> QueryDict:
+    """The filters and page of a history address (what `next` names)."""
+    return QueryDict(urlsplit(url).query)
 
 
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
-    page = Paginator(query_history(user=request.user), 20).get_page(request.GET.get("page"))
+    context = _history_context(request, request.GET)
     template = "search/history.html#rows" if request.htmx else "search/history.html"
-    return render(request, template, {"page": page})
+    return render(request, template, context)
+
+
+@require_http_methods(["GET", "POST"])
+def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the confirm page (changes nothing). POST: the query goes, with its results, its
+    descriptions and its upload; with HTMX the history list comes back without it."""
+    query = own_query(request, pk)
+    back = _next_url(request)
+    if request.method == "GET":
+        names = class_names([query.filters.get("class")])
+        wnid = query.filters.get("class")
+        query.class_filter_name = names.get(wnid, wnid) if wnid else ""
+        return render(
+            request,
+            "search/confirm.html",
+            {"confirm": "query", "query": query, "back": back, "title": "Delete this search?"},
+        )
+    search_service.delete_query(query=query)
+    if back.startswith(reverse("search:query", args=[pk])):  # its own page is gone with it
+        back = reverse("search:history")
+    if request.htmx:
+        context = _history_context(request, _history_params(back))
+        context["deleted_message"] = "The search was deleted."
+        return render(request, "search/history.html#rows", context)
+    messages.success(request, "The search was deleted.")
+    return redirect(back)
+
+
+@require_http_methods(["GET", "POST"])
+def delete_history(request: HttpRequest) -> HttpResponse:
+    """GET: the confirm page, saying what would go (changes nothing); in place with HTMX.
+    POST: every query of the user goes."""
+    if request.method == "GET":
+        size = history_size(user=request.user)
+        context = {
+            "confirm": "history",
+            "size": size,
+            "back": reverse("search:history"),
+            "title": "Delete all your history?",
+        }
+        template = "search/confirm.html#panel" if request.htmx else "search/confirm.html"
+        return render(request, template, context)
+    count = search_service.delete_history(user=request.user)
+    messages.success(
+        request,
+        ngettext(
+            "Your history was deleted: %(count)d search.",
+            "Your history was deleted: %(count)d searches.",
+            count,
+        )
+        % {"count": count},
+    )
+    return redirect("search:history")

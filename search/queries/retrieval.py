@@ -7,6 +7,7 @@ retrieved context and the evaluation all search through these functions.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,6 +82,15 @@ def nearest_images_batch(
         ]
         for row in rows
     ]
+
+
+def query_models_loaded() -> bool:
+    """Whether this process has the query models (CLIP, and the text encoder when it is
+    another) loaded already, so that a search loads none first. Read-only and cheap: before
+    search.ml.clip is imported nothing can be loaded, and it imports no torch to say so."""
+    if "search.ml.clip" not in sys.modules:
+        return False
+    return get_clip_embedder().loaded and get_text_embedder().loaded
 
 
 def embed_text(text: str, index: IndexService) -> QueryVector:

@@ -31,11 +31,39 @@ class NoSuchImage(NotFound):
     """The collection image asked for is not there, or its file cannot be read."""
 
 
+# The one rule for a text and an image sent together (the search page, its no-JS form and the
+# API): refused, never one of them silently dropped; CLIP embeds one query, not a blend.
+TEXT_AND_IMAGE = (
+    "Search by a text or by an image, not both at once: remove the image to search for the "
+    "text, or clear the text to search by the image."
+)
+
+
 def clamp_top_k(top_k: int | None) -> int:
     top_k = settings.TINYRAG_TOP_K_DEFAULT if top_k is None else int(top_k)
     if not 1 <= top_k <= settings.TINYRAG_TOP_K_MAX:
         raise SearchInputError(f"top_k must be between 1 and {settings.TINYRAG_TOP_K_MAX}.")
     return top_k
+
+
+def check_min_similarity(min_similarity: float | None) -> float | None:
+    """A cosine cutoff between 0 and 1 (None: keep every result)."""
+    if min_similarity is None:
+        return None
+    value = float(min_similarity)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise SearchInputError("The minimum similarity must be between 0 and 1 (0% and 100%).")
+    return value
+
+
+def query_filters(*, class_filter: str | None, min_similarity: float | None) -> dict:
+    """What SearchQuery.filters stores: only the filters that were set."""
+    filters: dict = {}
+    if class_filter:
+        filters["class"] = class_filter
+    if min_similarity is not None:
+        filters["min_similarity"] = min_similarity
+    return filters
 
 
 def _allowed_ids(index: IndexService, class_filter: str | None) -> np.ndarray | None:
@@ -57,10 +85,12 @@ def _run(
     embed,
     top_k: int | None,
     class_filter: str | None,
+    min_similarity: float | None = None,
     exclude_ids: frozenset[int] = frozenset(),
     **fields,
 ) -> SearchQuery:
     k = clamp_top_k(top_k)
+    cutoff = check_min_similarity(min_similarity)
     started = time.perf_counter()
     index = get_index_service()
     manifest = index.manifest  # raises a clear SearchIndexError when there is no index
@@ -69,13 +99,15 @@ def _run(
     hits = nearest_images(
         query_vector.vector, k=k, index=index, exclude_ids=exclude_ids, allowed_ids=allowed
     )
+    if cutoff is not None:  # best first: what passes is a prefix, its ranks stay 1, 2, ...
+        hits = [h for h in hits if h.score >= cutoff]
     upload = fields.pop("upload", None)
     with transaction.atomic():
         query = SearchQuery(
             user=user,
             kind=kind,
             top_k=k,
-            filters={"class": class_filter} if class_filter else {},
+            filters=query_filters(class_filter=class_filter, min_similarity=cutoff),
             encoder=query_vector.encoder,
             index_name=manifest.name,
             index_built_at=manifest.created,
@@ -94,7 +126,12 @@ def _run(
 
 
 def text_search(
-    *, user, text: str, top_k: int | None = None, class_filter: str | None = None
+    *,
+    user,
+    text: str,
+    top_k: int | None = None,
+    class_filter: str | None = None,
+    min_similarity: float | None = None,
 ) -> SearchQuery:
     text = " ".join(text.split())
     if not text:
@@ -107,12 +144,18 @@ def text_search(
         text=text,
         top_k=top_k,
         class_filter=class_filter,
+        min_similarity=min_similarity,
         embed=lambda index: embed_text(text, index),
     )
 
 
 def image_search(
-    *, user, data: bytes, top_k: int | None = None, class_filter: str | None = None
+    *,
+    user,
+    data: bytes,
+    top_k: int | None = None,
+    class_filter: str | None = None,
+    min_similarity: float | None = None,
 ) -> SearchQuery:
     """Search by an uploaded file (raises UploadError for anything but a valid image).
 
@@ -125,13 +168,19 @@ def image_search(
         kind=SearchQuery.Kind.IMAGE,
         top_k=top_k,
         class_filter=class_filter,
+        min_similarity=min_similarity,
         upload=(f"query{upload.suffix}", upload.data),
         embed=lambda index: embed_image(upload.image, index),
     )
 
 
 def similar_search(
-    *, user, image_id: int, top_k: int | None = None, class_filter: str | None = None
+    *,
+    user,
+    image_id: int,
+    top_k: int | None = None,
+    class_filter: str | None = None,
+    min_similarity: float | None = None,
 ) -> SearchQuery:
     """ "More like this": the dataset image as the query, itself left out of the results."""
     try:
@@ -149,6 +198,7 @@ def similar_search(
         source_image=source,
         top_k=top_k,
         class_filter=class_filter,
+        min_similarity=min_similarity,
         exclude_ids=frozenset({source.pk}),
         embed=lambda index: embed_image(img, index),
     )
@@ -156,7 +206,12 @@ def similar_search(
 
 def rerun(*, query: SearchQuery) -> SearchQuery:
     """The same query again, against the index of today; a new history entry."""
-    common = {"user": query.user, "top_k": query.top_k, "class_filter": query.filters.get("class")}
+    common = {
+        "user": query.user,
+        "top_k": query.top_k,
+        "class_filter": query.filters.get("class"),
+        "min_similarity": query.filters.get("min_similarity"),
+    }
     if query.kind == SearchQuery.Kind.TEXT:
         return text_search(text=query.text, **common)
     if query.kind == SearchQuery.Kind.SIMILAR:

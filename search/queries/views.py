@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import mimetypes
+from collections import Counter
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from django import forms
@@ -17,26 +19,83 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from search.catalog.selectors import class_choices
 from search.catalog.views import IMAGE_CACHE_SECONDS
-from search.descriptions.selectors import descriptions_enabled, query_descriptions
+from search.descriptions.selectors import descriptions_enabled, latest_descriptions
 from search.errors import ApplicationError, NotFound
 from search.index.selectors import index_status
+from search.ops.health import first_missing_step
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
-from search.queries.selectors import get_query, query_results
+from search.queries.retrieval import query_models_loaded
+from search.queries.selectors import class_names, get_query, results_page
 from search.queries.uploads import UploadError, check_upload_size
 from search.web.pages import login_or_token_required, show_error
 from tinyrag_site.throttling import rate_limited
+
+PERCENT = 100  # the page shows similarity as cosine x 100 (a percentage); services take cosine
+CLASS_TEXT_MAX_LENGTH = 200  # what the class box takes: a class name, never a document
+
+
+@dataclass(frozen=True)
+class ClassOptions:
+    """The class picker's entries, in the order given (by name, as people read): each class by
+    its name, or "name (wnid)" where two classes share a name."""
+
+    entries: list[tuple[str, str]]  # (label, wnid)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def wnid_of(self, typed: str) -> str | None:
+        """A label typed in any case, or a wnid as sent by a link or an old form."""
+        wanted = typed.casefold()
+        for label, wnid in self.entries:
+            if wanted in (label.casefold(), wnid.casefold()):
+                return wnid
+        return None
+
+
+def class_options(classes) -> ClassOptions:
+    classes = list(classes)
+    names = Counter(c.name.casefold() for c in classes)
+    return ClassOptions(
+        [
+            (c.name if names[c.name.casefold()] == 1 else f"{c.name} ({c.wnid})", c.wnid)
+            for c in classes
+        ]
+    )
 
 
 class SearchForm(forms.Form):
     text = forms.CharField(
         required=False,
         max_length=TEXT_MAX_LENGTH,
-        widget=forms.TextInput(attrs={"placeholder": "Search in any language"}),
+        label="Search for",
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "Search in any language",
+                "autofocus": True,
+                "autocomplete": "off",
+                "enterkeyhint": "search",
+            }
+        ),
     )
-    image = forms.FileField(required=False)
+    image = forms.FileField(required=False, widget=forms.FileInput(attrs={"accept": "image/*"}))
     top_k = forms.IntegerField()  # bounds from settings, set per form
-    class_filter = forms.ChoiceField(required=False)
+    class_filter = forms.CharField(
+        required=False,
+        max_length=CLASS_TEXT_MAX_LENGTH,
+        label="Class",
+        widget=forms.TextInput(
+            attrs={"list": "class-options", "autocomplete": "off", "placeholder": "All classes"}
+        ),
+    )
+    min_similarity = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=PERCENT,
+        label="Minimum similarity (%)",
+        widget=forms.NumberInput(attrs={"placeholder": "none", "step": 1}),
+    )
 
     def __init__(self, *args, dataset_name: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -46,9 +105,7 @@ class SearchForm(forms.Form):
             max_value=settings.TINYRAG_TOP_K_MAX,
             initial=settings.TINYRAG_TOP_K_DEFAULT,
         )
-        self.fields["class_filter"].choices = [("", "All classes")] + [
-            (c.wnid, f"{c.name} ({c.wnid})") for c in class_choices(dataset_name)
-        ]
+        self.class_options = class_options(class_choices(dataset_name))
 
     def clean_image(self):
         # Refused by its size before it is read into memory (as the API does).
@@ -60,21 +117,74 @@ class SearchForm(forms.Form):
                 raise forms.ValidationError(str(exc)) from None
         return image
 
+    def clean_class_filter(self) -> str:
+        """The wnid of the class typed or picked: its name as the list shows it, or a wnid."""
+        typed = " ".join(self.cleaned_data.get("class_filter", "").split())
+        if not typed:
+            return ""
+        wnid = self.class_options.wnid_of(typed)
+        if wnid is None:
+            raise forms.ValidationError(
+                f"There is no class called “{typed}”. Pick one from the list, or leave the "
+                "class empty to search all classes."
+            )
+        return wnid
+
     def clean(self):
         data = super().clean()
-        if not (data.get("text") or "").strip() and not data.get("image"):
+        has_text = bool((data.get("text") or "").strip())
+        if has_text and data.get("image"):
+            raise forms.ValidationError(search_service.TEXT_AND_IMAGE)
+        if not has_text and not data.get("image") and not self.has_error("image"):
             raise forms.ValidationError("Type a text or choose an image.")
         return data
 
+    def search_arguments(self) -> dict:
+        """What the search services take from a valid form (similarity as cosine)."""
+        data = self.cleaned_data
+        percent = data.get("min_similarity")
+        return {
+            "top_k": data["top_k"],
+            "class_filter": data["class_filter"] or None,
+            "min_similarity": None if percent is None else percent / PERCENT,
+        }
 
-def _page_context(form: SearchForm | None = None, **extra) -> dict:
+
+def _page_context(request: HttpRequest, form: SearchForm | None = None, **extra) -> dict:
     status = index_status(load=True)
     dataset = status.manifest.dataset if status.manifest else None
-    return {"form": form or SearchForm(dataset_name=dataset), "index": status, **extra}
+    return {
+        "form": form or SearchForm(dataset_name=dataset),
+        "index": status,
+        "setup_step": None if status.manifest else first_missing_step(),
+        "models_loaded": query_models_loaded(),
+        "text_and_image_rule": search_service.TEXT_AND_IMAGE,
+        **extra,
+    }
 
 
-def _result_context(query: SearchQuery) -> dict:
-    return {"query": query, "results": query_results(query), "can_describe": descriptions_enabled()}
+def _result_context(
+    request: HttpRequest, query: SearchQuery, *, page: int = 1, through: bool = False
+) -> dict:
+    shown = results_page(query, number=page, through=through)
+    latest = latest_descriptions(user=request.user, query=query)
+    for result in shown.results:  # each result's card sits on the result itself
+        result.description = latest.pop(result.image_id, None)
+    wnid = query.filters.get("class")
+    return {
+        "query": query,
+        "page": shown,
+        "results": shown.results,
+        "filter_class": class_names([wnid]).get(wnid, wnid) if wnid else None,
+        "min_similarity_percent": _percent(query.filters.get("min_similarity")),
+        "can_describe": descriptions_enabled(),
+        "upload_description": latest.pop(None, None),
+        "descriptions": list(latest.values()),  # of images not on this page (or the source)
+    }
+
+
+def _percent(cosine) -> int | None:
+    return None if cosine is None else round(cosine * PERCENT)
 
 
 @login_not_required
@@ -83,7 +193,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     """The search page; for a signed-out visitor, the landing page that says what this is."""
     if not request.user.is_authenticated:
         return render(request, "landing.html")
-    return render(request, "search/page.html", _page_context())
+    return render(request, "search/page.html", _page_context(request))
 
 
 @require_POST
@@ -97,17 +207,13 @@ def run_search(request: HttpRequest) -> HttpResponse:
     )
     error = None
     if form.is_valid():
-        data = form.cleaned_data
-        common = {
-            "user": request.user,
-            "top_k": data["top_k"],
-            "class_filter": data["class_filter"] or None,
-        }
+        common = {"user": request.user, **form.search_arguments()}
+        image = form.cleaned_data.get("image")
         try:
-            if data.get("image"):
-                query = search_service.image_search(data=data["image"].read(), **common)
+            if image:
+                query = search_service.image_search(data=image.read(), **common)
             else:
-                query = search_service.text_search(text=data["text"], **common)
+                query = search_service.text_search(text=form.cleaned_data["text"], **common)
         except ApplicationError as exc:
             if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
                 error = str(exc)  # the operator's to fix: said above the form, with a 503
@@ -115,11 +221,12 @@ def run_search(request: HttpRequest) -> HttpResponse:
                 form.add_error("image" if isinstance(exc, UploadError) else None, str(exc))
         else:
             if request.htmx:
-                response = render(request, "search/page.html#results", _result_context(query))
+                context = _result_context(request, query)
+                response = render(request, "search/page.html#results", context)
                 response["HX-Push-Url"] = reverse("search:query", args=[query.pk])
                 return response
             return redirect("search:query", pk=query.pk)
-    context = _page_context(form, error=error)
+    context = _page_context(request, form, error=error)
     if request.htmx:
         return render(request, "search/page.html#results", context)
     return render(request, "search/page.html", context, status=503 if error else 400)
@@ -150,16 +257,28 @@ def own_query(request: HttpRequest, pk: int) -> SearchQuery:
         raise Http404("No such query in your history.") from None
 
 
+def _page_number(request: HttpRequest) -> int:
+    """?page=N of the results (anything else: the first page)."""
+    value = request.GET.get("page", "")
+    return int(value) if value.isdigit() and len(value) <= 6 else 1
+
+
 @require_GET
 def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
     query = own_query(request, pk)
+    number = _page_number(request)
+    if request.htmx and "page" in request.GET and not request.htmx.history_restore_request:
+        # "Load more": only the next page's cards, appended where the button was
+        return render(
+            request, "search/page.html#more", _result_context(request, query, page=number)
+        )
+    # without JavaScript the "Load more" link shows every page up to the one asked for
     return render(
         request,
         "search/query.html",
         {
-            **_page_context(),
-            **_result_context(query),
-            "descriptions": query_descriptions(user=request.user, query=query),
+            **_page_context(request),
+            **_result_context(request, query, page=number, through=True),
         },
     )
 

@@ -4,6 +4,7 @@ and every page works under the Content-Security-Policy, HTMX included."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image as PILImage
@@ -55,8 +56,8 @@ def test_signup_search_upload_and_history(
     page.get_by_role("link", name="History").click()
     rows = page.locator("#history tbody tr")
     expect(rows).to_have_count(2)
-    expect(rows.first).to_contain_text("uploaded image")
-    rows.first.get_by_role("link").click()
+    expect(rows.first).to_contain_text(re.compile("uploaded image", re.IGNORECASE))
+    rows.first.get_by_role("link", name=re.compile("uploaded image", re.IGNORECASE)).click()
     expect(page.locator("#results .result")).to_have_count(10)
     assert "these are the results as they were stored then" in page.content()
     shot = page.screenshot(full_page=True)
@@ -78,11 +79,12 @@ def test_pages_and_htmx_work_under_the_content_security_policy(
     expect(page.locator("#results .result")).to_have_count(10)
     assert page.locator("head style").count() == 0
     expect(page.locator("#searching")).to_be_hidden()
-    # HTMX again: a description request swaps its card in and polls it
-    page.locator("#results .result").first.get_by_role("button", name="Describe").click()
-    card = page.locator("#descriptions article.description")
+    # HTMX again: a description request swaps its card in, on the result, and polls it
+    first_result = page.locator("#results .result").first
+    first_result.get_by_role("button", name="Describe").click()
+    card = first_result.locator("article.description")
     expect(card).to_have_count(1)
-    expect(card).to_contain_text("Waiting for a worker")
+    expect(card).to_contain_text("Waiting for its turn")
     screenshots(page, "search-results")
 
     page.goto(f"{live_server.url}/collections/")

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django_tasks_db.models import DBTaskResult
 
 from search.catalog.models import Image
@@ -228,7 +229,7 @@ def test_htmx_describe_polls_until_done(query, auth_client):
         reverse("search:description", args=[description.pk]), HTTP_HX_REQUEST="true"
     ).content.decode()
     assert "hx-trigger" not in poll  # finished: polling stops
-    assert description.text in poll
+    assert escape(description.text) in poll
     page = auth_client.get(reverse("search:query", args=[query.pk])).content.decode()
     assert f'id="description-{description.pk}"' in page  # back from the history: same state
 
@@ -261,3 +262,103 @@ def test_describe_button_is_hidden_when_disabled(query, auth_client, settings):
     assert ">Describe</button>" in auth_client.get(url).content.decode()
     settings.TINYRAG_VLM_BACKEND = "none"
     assert ">Describe</button>" not in auth_client.get(url).content.decode()
+
+
+# --- what people see ---------------------------------------------------------------------------
+
+
+def test_a_blank_generation_is_a_failure_not_an_empty_card(
+    search_index, openai_vlm_settings, fake_vlm_server, user
+):
+    fake_vlm_server.chunks = ["\n", "   ", "\n\n"]  # the model "wrote" only white space
+    query = text_search(user=user, text="lemon", top_k=5)
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    run_worker()
+    description.refresh_from_db()
+    assert description.status == "failed"
+    assert "no text" in description.error
+
+
+def test_the_text_is_stored_without_surrounding_white_space(
+    search_index, openai_vlm_settings, fake_vlm_server, user
+):
+    fake_vlm_server.chunks = ["\n\n  A red ", "fish.", "\n\n\n"]
+    query = text_search(user=user, text="lemon", top_k=5)
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    run_worker()
+    description.refresh_from_db()
+    assert (description.status, description.text) == ("done", "A red fish.")
+
+
+def test_describe_again_once_written_shows_one_card(query, auth_client):
+    image = first_result(query)
+    first = describe.request_description(query=query, image_id=image.pk)
+    run_worker()
+    again = describe.request_description(query=query, image_id=image.pk)  # a copy, no new run
+    assert again.reused_from == first
+    html = auth_client.get(reverse("search:query", args=[query.pk])).content.decode()
+    assert html.count('<article id="description-') == 1
+    assert f'id="description-{again.pk}"' in html
+
+
+def test_the_results_page_shows_one_card_per_image_on_its_result(query, auth_client):
+    image = first_result(query)
+    old = describe.request_description(query=query, image_id=image.pk)
+    run_worker()
+    new = describe.request_description(query=query, image_id=image.pk, regenerate=True)
+    html = auth_client.get(reverse("search:query", args=[query.pk])).content.decode()
+    assert f'id="description-{new.pk}"' in html
+    assert f'id="description-{old.pk}"' not in html
+    slot = html[html.index(f'id="describe-{image.pk}"') :]
+    assert slot.index(f'id="description-{new.pk}"') < slot.index("</li>")  # on the result
+
+
+def test_the_no_js_description_page_refreshes_itself_until_done(query, auth_client):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    url = reverse("search:description", args=[description.pk])
+    refresh = '<noscript><meta http-equiv="refresh" content="3"></noscript>'
+    assert refresh in auth_client.get(url).content.decode()
+    run_worker()
+    assert refresh not in auth_client.get(url).content.decode()
+
+
+def test_waiting_says_what_a_user_can_expect_and_staff_what_to_run(query, auth_client, user):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    url = reverse("search:description", args=[description.pk])
+    html = auth_client.get(url).content.decode()
+    assert "Waiting for its turn" in html
+    assert "db_worker" not in html
+    assert "(transformers)" not in html  # the backend is an operator's detail
+    user.is_staff = True
+    user.save()
+    html = auth_client.get(url).content.decode()
+    assert "<code>manage.py db_worker</code>" in html
+    assert "(transformers)" in html
+
+
+def test_a_failure_tells_users_what_to_do_and_staff_why(query, auth_client, user, settings):
+    description = describe.request_description(query=query, image_id=first_result(query).pk)
+    jobs.finish(DESCRIPTIONS, description.pk, error="TINYRAG_VLM_URL is not reachable")
+    url = reverse("search:description", args=[description.pk])
+    html = auth_client.get(url).content.decode()
+    assert "This description could not be written. Try Regenerate" in html
+    assert "TINYRAG_VLM_URL" not in html
+    user.is_staff = True
+    user.save()
+    assert "Staff: TINYRAG_VLM_URL is not reachable" in auth_client.get(url).content.decode()
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_malformed_describe_request_is_a_clear_message(query, auth_client, htmx):
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    response = auth_client.post(
+        reverse("search:describe", args=[query.pk]), {"image_id": "x"}, **headers
+    )
+    html = response.content.decode()
+    # HTMX swaps no 4xx: the card's place gets the message; a page is a 400
+    assert response.status_code == (200 if htmx else 400)
+    assert response["Content-Type"].startswith("text/html")
+    assert "This request to describe an image could not be read." in html
+    assert "image_id: Enter a whole number." in html
+    assert ("<html" in html) is not htmx
+    assert not query.descriptions.exists()

@@ -308,6 +308,45 @@ def test_rerun_of_a_similar_query(built, user):
     assert saved_results(again) == saved_results(first)
 
 
+# --- minimum similarity ----------------------------------------------------------------------
+
+
+def test_min_similarity_keeps_the_results_at_or_above_it_and_is_stored(
+    built, fp32, user, reference_clip
+):
+    expected = ranking(built, encode_text(reference_clip, "a photo of a lemon."), k=8)
+    # halfway between the 3rd and 4th scores: exactly the first three pass
+    cutoff = (expected[2][1] + expected[3][1]) / 2
+    query = services.text_search(user=user, text="lemon", top_k=8, min_similarity=cutoff)
+    assert_ranked_as(query, expected[:3])
+    assert query.filters == {"min_similarity": cutoff}
+
+
+def test_min_similarity_with_a_class_filter_stores_both(built, user):
+    query = services.text_search(
+        user=user, text="lemon", top_k=5, class_filter=LEMON, min_similarity=0.0
+    )
+    assert query.filters == {"class": LEMON, "min_similarity": 0.0}
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01, float("nan")])
+def test_min_similarity_outside_0_to_1_is_refused(built, user, bad):
+    with pytest.raises(SearchInputError, match="between 0 and 1"):
+        services.text_search(user=user, text="lemon", min_similarity=bad)
+    assert not SearchQuery.objects.exists()
+
+
+def test_rerun_applies_the_stored_min_similarity_again(built, user):
+    first = services.text_search(user=user, text="reel", top_k=8)
+    scores = [score for _, _, score in saved_results(first)]
+    cutoff = (scores[4] + scores[5]) / 2
+    cut = services.text_search(user=user, text="reel", top_k=8, min_similarity=cutoff)
+    again = services.rerun(query=cut)
+    assert again.filters == {"min_similarity": cutoff}
+    assert saved_results(again) == saved_results(cut)
+    assert len(saved_results(again)) == 5
+
+
 # --- deletes -------------------------------------------------------------------------------
 
 

@@ -102,13 +102,19 @@ def test_collections_lists_imported_datasets(auth_client, prepared_root):
 
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
     html = auth_client.get(reverse("search:collections")).content.decode()
-    assert "<td>tiny-imagenet-200</td>" in html
-    assert "<td>20</td><td>12</td><td>4</td>" in html
+    assert ">tiny-imagenet-200</h2>" in html
+    # the fixture's split sizes: 20 train, 12 val, 4 test
+    assert "<dt>Training</dt><dd>20</dd>" in html
+    assert "<dt>Validation</dt><dd>12</dd>" in html
+    assert "<dt>Test (no labels)</dt><dd>4</dd>" in html
 
 
-def test_collections_without_data_says_which_commands_to_run(auth_client):
+def test_collections_without_data_names_the_first_missing_step(auth_client, admin_client):
     html = auth_client.get(reverse("search:collections")).content.decode()
-    assert "python manage.py import_dataset" in html
+    assert "Search is not ready yet: no pictures have been imported yet." in html
+    assert "manage.py bootstrap" not in html  # commands are for whoever runs the server
+    staff = admin_client.get(reverse("search:collections")).content.decode()
+    assert "manage.py bootstrap" in staff
 
 
 @pytest.mark.parametrize("model", ["dataset", "imageclass", "image"])
@@ -129,17 +135,70 @@ def test_admin_image_filter_by_split(admin_client, prepared_root):
     assert response.context["cl"].result_count == 12
 
 
-def test_home_without_index_names_the_command(auth_client, settings, tmp_path):
+def test_home_without_data_or_index_names_the_dataset_step_first(admin_client, settings, tmp_path):
     from search.index.service import clear_index_services
 
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()
-    html = auth_client.get(reverse("search:home")).content.decode()
-    assert "build it with: python manage.py build_index --name" in html
-    assert "python manage.py bootstrap" in html
+    html = admin_client.get(reverse("search:home")).content.decode()
+    assert "Search is not ready yet: no pictures have been imported yet." in html
+    assert "manage.py bootstrap" in html
+    assert "build_index" not in html  # not the index: the dataset is what is missing first
 
 
 def test_collections_page_title_is_plain_text(auth_client):
     html = auth_client.get(reverse("search:collections")).content.decode()
     assert "<title>Collections · TinyRAG</title>" in html
-    assert html.count("<h2>Search index</h2>") == 1
+    assert html.count("<h1>Collections</h1>") == 1
+
+
+# --- the API token: regenerating it asks first -----------------------------------------------
+
+
+def test_regenerate_token_asks_first_and_its_get_changes_nothing(auth_client, user):
+    from rest_framework.authtoken.models import Token
+
+    profile = auth_client.get(reverse("profile")).content.decode()
+    old = Token.objects.get(user=user)
+    confirm = f"{reverse('profile')}?confirm=regenerate"
+    assert f'href="{confirm}"' in profile  # the button is a link to the confirm step
+    assert '<form method="post" action="/accounts/profile/" class="inline">' not in profile
+    response = auth_client.get(confirm)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Regenerate your API token?" in html
+    assert "stops working at once" in html
+    assert f"created {old.created:%-d %b %Y}" in html
+    assert (
+        f'href="{reverse("profile")}" class="button secondary" data-confirm-cancel>Cancel' in html
+    )
+    assert Token.objects.get(user=user).key == old.key  # the GET changed nothing
+    auth_client.get(confirm, HTTP_HX_REQUEST="true")
+    assert Token.objects.get(user=user).key == old.key
+    response = auth_client.post(reverse("profile"), follow=True)
+    assert "The old one no longer works" in response.content.decode()
+    assert Token.objects.get(user=user).key != old.key
+
+
+def test_regenerate_token_in_place_with_htmx_is_the_panel_alone(auth_client, user):
+    auth_client.get(reverse("profile"))
+    html = auth_client.get(
+        reverse("profile"), {"confirm": "regenerate"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert html.lstrip().startswith('<section class="card confirm-panel"')
+    assert "<html" not in html
+    assert '<form method="post" action="/accounts/profile/" class="inline">' in html
+
+
+def test_the_old_token_stops_working_once_regenerated(auth_client, user, client):
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    auth_client.get(reverse("profile"))
+    old = Token.objects.get(user=user).key
+    api = Client()
+    assert api.get("/api/v1/queries/", HTTP_AUTHORIZATION=f"Token {old}").status_code == 200
+    auth_client.post(reverse("profile"))
+    assert api.get("/api/v1/queries/", HTTP_AUTHORIZATION=f"Token {old}").status_code == 401
+    new = Token.objects.get(user=user).key
+    assert api.get("/api/v1/queries/", HTTP_AUTHORIZATION=f"Token {new}").status_code == 200

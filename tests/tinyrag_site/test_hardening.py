@@ -88,16 +88,19 @@ def test_the_api_names_local_models_without_their_paths(user, described_query):
         assert "/srv/tinyrag" not in response.content.decode()
 
 
-def test_the_pages_name_local_models_without_their_paths(auth_client, described_query):
+def test_the_pages_name_local_models_without_their_paths(auth_client, user, described_query):
     query, description = described_query
 
     result_page = auth_client.get(f"/history/{query.pk}/").content.decode()
     description_page = auth_client.get(f"/descriptions/{description.pk}/").content.decode()
+    user.is_staff = True  # staff also see the backend and the prompt version
+    user.save()
+    staff_page = auth_client.get(f"/descriptions/{description.pk}/").content.decode()
 
-    assert "encoder <code>tiny-clip</code>" in result_page
-    assert "Qwen2-VL-2B-Instruct (transformers)" in description_page
-    assert "Qwen2-VL-2B-Instruct (transformers)" in result_page  # its description card
-    assert "/srv/tinyrag" not in result_page + description_page
+    assert "Model tiny-clip ·" in result_page
+    assert "Written by Qwen2-VL-2B-Instruct." in description_page
+    assert "Qwen2-VL-2B-Instruct (transformers)" in staff_page
+    assert "/srv/tinyrag" not in result_page + description_page + staff_page
 
 
 def test_the_search_and_collections_pages_name_the_index_model_without_its_path(
@@ -108,7 +111,7 @@ def test_the_search_and_collections_pages_name_the_index_model_without_its_path(
     search = auth_client.get("/").content.decode()
     collections = auth_client.get("/collections/").content.decode()
 
-    assert f"20 images, {directory.name}." in search
+    assert f"Searching 20 images with {directory.name}." in search
     assert f"embeddings of <code>{directory.name}</code>" in collections
     assert str(directory.parent) not in search + collections
 
@@ -447,7 +450,7 @@ def served_image(auth_client, dataset_imported, settings):
     """A dataset image that is served; the dataset lies in the one allowed folder."""
     settings.TINYRAG_DATASET_ROOTS = [str(dataset_imported.parent)]
     image = Image.objects.order_by("id").first()
-    assert auth_client.get(f"/images/{image.pk}/").status_code == 200
+    assert auth_client.get(f"/images/{image.pk}/file/").status_code == 200
     return image
 
 
@@ -455,7 +458,7 @@ def test_a_root_changed_behind_the_admins_back_serves_no_file(auth_client, serve
     Dataset.objects.update(root="/")
     Image.objects.filter(pk=served_image.pk).update(path="proc/self/environ")
 
-    assert auth_client.get(f"/images/{served_image.pk}/").status_code == 404
+    assert auth_client.get(f"/images/{served_image.pk}/file/").status_code == 404
     assert auth_client.get(f"/images/{served_image.pk}/thumb/").status_code == 404
 
 
@@ -464,14 +467,14 @@ def test_a_path_out_of_its_root_serves_no_file(auth_client, served_image, datase
     secret.write_bytes(b"not for users")
     Image.objects.filter(pk=served_image.pk).update(path="../secret.png")
 
-    assert auth_client.get(f"/images/{served_image.pk}/").status_code == 404
+    assert auth_client.get(f"/images/{served_image.pk}/file/").status_code == 404
 
 
 def test_only_image_files_are_served(auth_client, served_image, dataset_imported):
     (dataset_imported / "settings.env").write_text("SECRET_KEY=not-for-users\n")
     Image.objects.filter(pk=served_image.pk).update(path="settings.env")
 
-    assert auth_client.get(f"/images/{served_image.pk}/").status_code == 404
+    assert auth_client.get(f"/images/{served_image.pk}/file/").status_code == 404
 
 
 # --- only the proxy reaches gunicorn when the app trusts proxy headers --------------------
