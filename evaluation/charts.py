@@ -1,10 +1,16 @@
-"""The run page's charts, rendered by the server as inline SVG with matplotlib.
+"""The run page's charts, rendered by the server as SVG with matplotlib.
 
 No JavaScript: the page works as plain HTML, and tests read the SVG. Figures are built with the
 object-oriented API (`Figure`, never pyplot's global state), so concurrent requests in threads
 do not share a figure; the Agg backend is selected in case anything imports pyplot. Text stays
 text in the SVG (svg.fonttype none: small, searchable, selectable), and ids are salted with a
 constant so the same data gives the same bytes.
+
+Readable on a phone: every figure is 4.8 in wide with 11 pt text, so shrunk to a 390 px screen
+its text is still about 10 px; legends sit outside the plotted area, bars are horizontal with
+the class names beside them, and a chart of many classes names the worst and the best ones
+rather than drawing hundreds of unlabelled bars. Each chart has a `*_figure` function (what
+tests measure) and a `*_svg` one (what the page shows).
 """
 
 from __future__ import annotations
@@ -18,14 +24,24 @@ matplotlib.use("Agg")
 
 from matplotlib import colormaps  # noqa: E402 -- after the backend is chosen
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-LABELLED_BARS_MAX = 40  # above this many classes the bars go unlabelled (the table names them)
-ACCENT = "#2f6fdb"  # static/css/app.css --accent
-SERIES_COLOURS = ["#2f6fdb", "#d9822b", "#18703a", "#b42318"]
+WIDTH = 4.8  # inches: 461 px at its natural size, shrunk to ~340 px on a phone
+ROW_INCHES = 0.27  # one horizontal bar and its class name
+LABELLED_BARS_MAX = 24  # up to this many classes every one is drawn and named...
+SHOWN_EACH_END = 10  # ...above it, the worst ten and the best ten, by name
+NAME_CHARS = 30  # a longer class name is cut with an ellipsis (the tables have it whole)
+ACCENT = "#2f62d0"  # static/css/app.css --accent
+SERIES_COLOURS = ["#2f62d0", "#c8621a", "#17693a", "#b42318"]
+MUTED = "#5b6570"
 RC = {
     "svg.fonttype": "none",
     "svg.hashsalt": "tinyrag",
-    "font.size": 9,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelcolor": "#1b2027",
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
@@ -36,17 +52,33 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _metric_label(metric: str) -> str:
+    """A stored metric's key as the page writes it: recall@1 -> Recall@1, top1_accuracy ->
+    top-1 accuracy."""
+    label = metric.replace("recall@", "Recall@").replace("precision@", "Precision@")
+    return label.replace("top1_", "top-1 ").replace("top5_", "top-5 ").replace("_", " ")
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1].rstrip() + "…"
+
+
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]  # inline in HTML: no XML prolog, no DOCTYPE
 
 
-def recall_curve_svg(curves: Mapping[str, Mapping[int, float | None]]) -> str:
-    """Recall@k against k, one line per series (e.g. "image → image", "text → image")."""
+# --- Recall@k -------------------------------------------------------------------------------
+
+
+def recall_curve_figure(curves: Mapping[str, Mapping[int, float | None]]) -> Figure:
+    """Recall@k against k, one line per series (e.g. "image → image", "text → image"); the
+    legend below the plot, outside the data."""
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(5.5, 3.2))
+        fig = Figure(figsize=(WIDTH, 3.4), layout="constrained")
         ax = fig.add_subplot()
         ks: set[int] = set()
         for n, (label, points) in enumerate(curves.items()):
@@ -54,56 +86,97 @@ def recall_curve_svg(curves: Mapping[str, Mapping[int, float | None]]) -> str:
             ks.update(xs)
             ax.plot(
                 xs, [points[k] for k in xs], marker="o", label=_plain(label),
-                color=SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                color=SERIES_COLOURS[n % len(SERIES_COLOURS)], linewidth=2,
             )  # fmt: skip
-        ax.set_xlabel("k")
+        if ks and max(ks) / min(ks) >= 20:  # 1..100 on a linear axis crowds 1, 5 and 10
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_locator(FixedLocator(sorted(ks)))
+        ax.set_xticklabels([str(k) for k in sorted(ks)])
+        ax.set_xlabel("k: how many results are looked at")
         ax.set_ylabel("Recall@k")
         ax.set_ylim(0, 1.05)
-        ax.set_xticks(sorted(ks))
         ax.grid(alpha=0.3)
+        ax.set_title("Queries with a right-class image in the top k")
         if curves:
-            ax.legend(loc="lower right", frameon=False)
-        ax.set_title("Recall@k")
-        return _svg(fig)
+            fig.legend(loc="outside lower center", ncols=min(len(curves), 2), frameon=False)
+        return fig
+
+
+def recall_curve_svg(curves: Mapping[str, Mapping[int, float | None]]) -> str:
+    return _svg(recall_curve_figure(curves))
+
+
+# --- per class ------------------------------------------------------------------------------
+
+
+def shown_classes(rows: Sequence[Mapping], metric: str, *, label_key: str = "name"):
+    """The classes a per-class chart draws, worst first, and how many it leaves out between
+    the worst and the best (0: it draws them all)."""
+    ordered = sorted(
+        (r for r in rows if r.get(metric) is not None), key=lambda r: (r[metric], r[label_key])
+    )
+    if len(ordered) <= LABELLED_BARS_MAX:
+        return ordered, [], 0
+    worst, best = ordered[:SHOWN_EACH_END], ordered[-SHOWN_EACH_END:]
+    return worst, best, len(ordered) - len(worst) - len(best)
+
+
+def per_class_bars_figure(
+    rows: Sequence[Mapping], metric: str, *, title: str, label_key: str = "name"
+) -> Figure:
+    """One named horizontal bar per class, worst at the top, coloured red (0) to green (1),
+    the mean as a dashed line. Above LABELLED_BARS_MAX classes: the worst and the best
+    SHOWN_EACH_END, with a line saying how many are left out between them."""
+    worst, best, hidden = shown_classes(rows, metric, label_key=label_key)
+    values = [float(r[metric]) for r in rows if r.get(metric) is not None]
+    shown = worst + best
+    # a gap row between the worst and the best says what is left out
+    positions = list(range(len(worst))) + [len(worst) + 1 + n for n in range(len(best))]
+    lines = len(shown) + (1 if hidden else 0)
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(WIDTH, 1.3 + ROW_INCHES * max(lines, 1)), layout="constrained")
+        ax = fig.add_subplot()
+        cmap = colormaps["RdYlGn"]
+        shown_values = [float(r[metric]) for r in shown]
+        bars = ax.barh(positions, shown_values, color=[cmap(v) for v in shown_values], height=0.75)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in shown_values], padding=3, fontsize=9)
+        ax.set_yticks(positions, [_plain(_short(str(r[label_key]))) for r in shown])
+        ax.tick_params(axis="y", length=0)
+        if hidden:
+            ax.text(
+                0.5, len(worst), f"… {hidden} classes in between …", ha="center",
+                va="center", color=MUTED, fontsize=10, transform=ax.get_yaxis_transform(),
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+            )  # fmt: skip
+        ax.set_ylim(max(lines, 1) - 0.4, -0.6)  # worst at the top
+        ax.set_xlim(0, 1.15)  # room for a perfect score's label
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        mean = sum(values) / len(values) if values else None
+        if mean is not None:
+            ax.axvline(mean, color=ACCENT, linewidth=1.2, linestyle="--")
+            scope = (
+                f"the {len(worst)} worst and {len(best)} best of {len(values)} classes"
+                if hidden else "1 class" if len(values) == 1
+                else f"{len(values)} classes, worst first"
+            )  # fmt: skip
+            ax.set_xlabel(f"{_plain(_metric_label(metric))}; dashed: mean {mean:.3f}\n{scope}")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(_plain(title))
+        return fig
 
 
 def per_class_bars_svg(
     rows: Sequence[Mapping], metric: str, *, title: str, label_key: str = "name"
 ) -> str:
-    """One bar per class, sorted worst first, coloured red (0) to green (1), with the mean."""
-    ordered = sorted(
-        (r for r in rows if r.get(metric) is not None), key=lambda r: (r[metric], r[label_key])
-    )
-    values = [float(r[metric]) for r in ordered]
-    labelled = len(ordered) <= LABELLED_BARS_MAX
-    with matplotlib.rc_context(RC):
-        width = min(11.0, max(4.5, 0.22 * len(ordered) + 2.0)) if labelled else 11.0
-        fig = Figure(figsize=(width, 2.8))
-        ax = fig.add_subplot()
-        cmap = colormaps["RdYlGn"]
-        ax.bar(range(len(values)), values, color=[cmap(v) for v in values], width=0.85)
-        if values:
-            mean = sum(values) / len(values)
-            ax.axhline(mean, color=ACCENT, linewidth=1, linestyle="--")
-            ax.text(len(values) - 0.5, mean, f" mean {mean:.3f}", va="bottom", ha="right",
-                    color=ACCENT)  # fmt: skip
-        ax.set_ylim(0, 1.12)  # room for the mean's label above a perfect score
-        ax.set_ylabel(_plain(metric))
-        ax.set_xlim(-0.6, max(len(values), 1) - 0.4)
-        if labelled:
-            ax.set_xticks(
-                range(len(ordered)), [_plain(str(r[label_key])) for r in ordered],
-                rotation=60, ha="right",
-            )  # fmt: skip
-        else:
-            ax.set_xticks([])
-            ax.set_xlabel(f"{len(ordered)} classes, worst first")
-        ax.set_title(_plain(title))
-        return _svg(fig)
+    return _svg(per_class_bars_figure(rows, metric, title=title, label_key=label_key))
 
 
-def rag_bars_svg(lir: Mapping[str, float | None], context_hit_rate: float | None) -> str:
-    """LIR per context side by side, and the share of contexts that held the true class."""
+# --- RAG ------------------------------------------------------------------------------------
+
+
+def rag_bars_figure(lir: Mapping[str, float | None], context_hit_rate: float | None) -> Figure:
+    """LIR per context, and the share of retrieved contexts that held the true class."""
     labels, values, colours = [], [], []
     for n, (context, value) in enumerate(lir.items()):
         labels.append(f"LIR ({context})")
@@ -114,15 +187,24 @@ def rag_bars_svg(lir: Mapping[str, float | None], context_hit_rate: float | None
         values.append(context_hit_rate)
         colours.append("#8c96a0")
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(5.0, 3.0))
+        fig = Figure(figsize=(WIDTH, 1.5 + 0.45 * max(len(values), 1)), layout="constrained")
         ax = fig.add_subplot()
-        bars = ax.bar(range(len(values)), values, color=colours, width=0.6)
-        ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2)
-        ax.set_xticks(range(len(labels)), [_plain(label) for label in labels])
-        ax.set_ylim(0, 1.12)
-        ax.set_ylabel("share of samples")
-        ax.set_title("RAG: label inclusion by context")
-        return _svg(fig)
+        positions = range(len(values))
+        bars = ax.barh(positions, values, color=colours, height=0.6)
+        ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=3)
+        ax.set_yticks(positions, [_plain(label) for label in labels])
+        ax.tick_params(axis="y", length=0)
+        ax.set_ylim(len(values) - 0.5, -0.5)
+        ax.set_xlim(0, 1.18)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_xlabel("share of the sampled images")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title("Descriptions that name the true class")
+        return fig
+
+
+def rag_bars_svg(lir: Mapping[str, float | None], context_hit_rate: float | None) -> str:
+    return _svg(rag_bars_figure(lir, context_hit_rate))
 
 
 def run_charts(metrics: Mapping, per_class: Mapping, ks: Sequence[int]) -> dict[str, str]:
@@ -138,11 +220,11 @@ def run_charts(metrics: Mapping, per_class: Mapping, ks: Sequence[int]) -> dict[
     if per_class.get("image") and ks:
         metric = f"recall@{min(ks)}"
         charts["image_per_class"] = per_class_bars_svg(
-            per_class["image"], metric, title=f"image → image: {metric} per class"
+            per_class["image"], metric, title=f"Image → image: Recall@{min(ks)} per class"
         )
     if per_class.get("zeroshot"):
         charts["zeroshot_per_class"] = per_class_bars_svg(
-            per_class["zeroshot"], "top1_accuracy", title="zero-shot: top-1 accuracy per class"
+            per_class["zeroshot"], "top1_accuracy", title="Zero-shot: top-1 accuracy per class"
         )
     if rag := metrics.get("rag"):
         charts["rag"] = rag_bars_svg(

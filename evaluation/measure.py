@@ -38,6 +38,7 @@ from evaluation import metrics
 from evaluation.config import ZEROSHOT_KS, EvaluationConfig, EvaluationError
 from evaluation.models import EvaluationRun
 from evaluation.sampling import stratified_sample
+from evaluation.steps import Step
 from search.catalog.models import Dataset, Image, ImageClass
 from search.descriptions import rag
 from search.descriptions.models import Description
@@ -230,7 +231,7 @@ def embed_queries(bench: Bench, progress: Progress) -> Queries:
         batch_size=config.batch_size, workers=config.workers,
     )  # fmt: skip
     ids, vectors, skipped = [], [], []
-    with progress(total=len(items), desc="embed queries", unit="img") as bar:
+    with progress(total=len(items), desc=Step.EMBED_IMAGES.value, unit="img") as bar:
         for batch in batches:
             if batch.pixels is not None:
                 ids.append(batch.ids)
@@ -259,11 +260,12 @@ def search(
     k: int,
     own_ids: Sequence[int] | None,
     progress: Progress,
+    step: Step,
 ) -> list[list[Hit]]:
     """Top-k hits per row through the product's search; row i never returns own_ids[i]."""
     drop_own = own_ids is not None and bool(bench.in_index)
     hits: list[list[Hit]] = []
-    with progress(total=len(vectors), desc="search", unit="query") as bar:
+    with progress(total=len(vectors), desc=step.value, unit="query") as bar:
         for start in range(0, len(vectors), SEARCH_CHUNK):
             stop = min(start + SEARCH_CHUNK, len(vectors))
             hits += nearest_images_batch(
@@ -291,7 +293,7 @@ def class_text_vectors(bench: Bench, progress: Progress) -> np.ndarray:
     """Every class name through search's own text path (prompt template, encoder check)."""
     vectors = [
         embed_text(c.name, bench.index).vector
-        for c in progress(bench.classes.values(), desc="embed class names", unit="class")
+        for c in progress(bench.classes.values(), desc=Step.EMBED_CLASSES.value, unit="class")
     ]
     return np.stack(vectors) if vectors else np.empty((0, bench.clip.dim), np.float32)
 
@@ -301,7 +303,7 @@ def class_text_vectors(bench: Bench, progress: Progress) -> np.ndarray:
 
 def measure_image(bench: Bench, queries: Queries, progress: Progress) -> Measured:
     ks = bench.config.ks
-    hits = search(bench, queries.vectors, max(ks), queries.ids, progress)
+    hits = search(bench, queries.vectors, max(ks), queries.ids, progress, Step.SEARCH_IMAGES)
     relevant = relevance(hits, queries.classes)
     summary = metrics.retrieval_summary(relevant, ks, scores_of(hits))
     summary["self_excluded"] = sum(int(i) in bench.in_index for i in queries.ids)
@@ -328,7 +330,8 @@ def measure_text(bench: Bench, text_vectors: np.ndarray, progress: Progress) -> 
     if not order:
         raise EvaluationError(f"index {bench.index.name!r} holds no labelled images")
     positions = {pk: n for n, pk in enumerate(bench.classes)}
-    hits = search(bench, text_vectors[[positions[pk] for pk in order]], max(ks), None, progress)
+    vectors = text_vectors[[positions[pk] for pk in order]]
+    hits = search(bench, vectors, max(ks), None, progress, Step.SEARCH_CLASSES)
     relevant = relevance(hits, order)
     return Measured(
         metrics={"text": metrics.retrieval_summary(relevant, ks, scores_of(hits))},
@@ -379,7 +382,7 @@ def measure_rag(
     contexts = bench.config.rag_contexts
     images = Image.objects.select_related("dataset", "image_class").in_bulk(sample)
     records, synonyms = [], {}
-    for image_id in progress(sample, desc="rag", unit="img"):
+    for image_id in progress(sample, desc=Step.DESCRIBE.value, unit="img"):
         image = images[image_id]
         synonyms[image_id] = image.image_class.names or [image.image_class.name]
         pixels = rag.open_image(image)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from search.ops.jobs import FINISHED, JobStatus
+from evaluation.steps import Step
+from search.ops.jobs import JobStatus
+
+
+class RunStatus(models.TextChoices):
+    """A run's status: the job statuses of search.ops.jobs (same values), and cancelled."""
+
+    QUEUED = JobStatus.QUEUED.value, "waiting to start"
+    RUNNING = JobStatus.RUNNING.value, "running"
+    DONE = JobStatus.DONE.value, "finished"
+    FAILED = JobStatus.FAILED.value, "failed"
+    CANCELLED = "cancelled", "cancelled"
 
 
 class EvaluationRun(models.Model):
@@ -16,10 +27,12 @@ class EvaluationRun(models.Model):
         RAG = "rag", "RAG label inclusion"
         ALL = "all", "all"
 
-    Status = JobStatus  # queued -> running -> done | failed (search.ops.jobs)
+    # queued -> running -> done | failed (search.ops.jobs); queued or running -> cancelled
+    Status = RunStatus
+    FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
     mode = models.CharField(max_length=16, choices=Mode.choices)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     configuration = models.JSONField(
         default=dict, blank=True, help_text="split, sample, seed, ks, RAG contexts, prompt..."
     )
@@ -54,6 +67,22 @@ class EvaluationRun(models.Model):
     updated_at = models.DateTimeField(
         auto_now=True, help_text="Last sign of life; a stalled run is failed after a while."
     )
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set: its worker stops at its next progress heartbeat."
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    timings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Seconds per item this run measured (query image, text query, generation): "
+        "what the form's estimate is based on.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -63,12 +92,23 @@ class EvaluationRun(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status in self.FINISHED
+
+    @property
+    def cancelling(self) -> bool:
+        """Asked to stop, and its worker has not stopped yet."""
+        return self.cancel_requested_at is not None and not self.finished
 
     @property
     def progress_percent(self) -> int | None:
         done, total = self.progress.get("done"), self.progress.get("total")
         return round(100 * done / total) if done is not None and total else None
+
+    @property
+    def progress_step(self) -> str:
+        """The current step in words ("Embedding the query images"), for the run page."""
+        step = self.progress.get("step") or ""
+        return Step(step).label if step in Step.values else step
 
     @property
     def duration_seconds(self) -> float | None:

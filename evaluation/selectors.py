@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet
 
+from evaluation import estimate
 from evaluation.models import EvaluationRun
+from search.catalog.models import Dataset, Image, ImageClass
+from search.errors import ApplicationError
+from search.index.service import IndexManifest, read_manifest
 from search.ml.names import display_model_id
+
+SPLIT_COUNTS_SECONDS = 300  # the form's split counts are cached: an import changes them rarely
+TIMED_RUNS = 50  # the newest finished runs read for the estimate's rates
 
 CSV_HEADER = ["mode", "scope", "wnid", "name", "metric", "value"]
 
@@ -16,13 +25,13 @@ CSV_HEADER = ["mode", "scope", "wnid", "name", "metric", "value"]
 def run_list() -> QuerySet[EvaluationRun]:
     return (
         EvaluationRun.objects.select_related("created_by")
-        .defer("per_class", "details", "index_manifest")  # the list shows none of them
+        .defer("per_class", "details", "index_manifest", "timings")  # the list shows none
         .order_by("-created_at", "-id")
     )
 
 
 def get_run(*, run_id: int) -> EvaluationRun:
-    return EvaluationRun.objects.select_related("created_by").get(pk=run_id)
+    return EvaluationRun.objects.select_related("created_by", "cancelled_by").get(pk=run_id)
 
 
 def run_as_dict(run: EvaluationRun) -> dict:
@@ -147,3 +156,80 @@ def headline(run: EvaluationRun) -> list[tuple[str, float | None]]:
     for context, result in (run.metrics.get("rag") or {}).get("contexts", {}).items():
         out.append((f"LIR {context}", result.get("lir")))
     return out
+
+
+# --- the staff form: what can be evaluated, and what it would cost ------------------------
+
+
+@dataclass(frozen=True)
+class IndexOption:
+    """A published index the form offers: its manifest, and its dataset's splits."""
+
+    manifest: IndexManifest
+    labelled: dict[str, int]  # split -> labelled images (only splits that have some)
+    unlabelled: tuple[str, ...]  # splits with images but no labels (TinyImageNet's test)
+    classes: int
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def split_counts(dataset: Dataset) -> dict:
+    """{"labelled": {split: n}, "unlabelled": [split], "classes": n} of a dataset, cached for
+    SPLIT_COUNTS_SECONDS (one grouped count over its images)."""
+    key = f"evaluation:split-counts:{dataset.pk}:{dataset.created_at.timestamp()}"
+    if (found := cache.get(key)) is not None:
+        return found
+    rows = (
+        Image.objects.filter(dataset=dataset)
+        .values("split")
+        .annotate(total=Count("id"), labelled=Count("id", filter=Q(image_class__isnull=False)))
+    )
+    counts = {
+        "labelled": {r["split"]: r["labelled"] for r in rows if r["labelled"]},
+        "unlabelled": sorted(r["split"] for r in rows if r["total"] and not r["labelled"]),
+        "classes": ImageClass.objects.filter(dataset=dataset).count(),
+    }
+    cache.set(key, counts, SPLIT_COUNTS_SECONDS)
+    return counts
+
+
+def index_options() -> list[IndexOption]:
+    """The indexes a run can query: published, readable, built from an imported dataset that
+    has labelled images."""
+    folder = Path(settings.TINYRAG_INDEX_DIR)
+    manifests = []
+    for name in available_indexes():
+        try:
+            manifests.append(read_manifest(folder, name))
+        except ApplicationError:  # unreadable: `manage.py doctor` reports it
+            continue
+    datasets = Dataset.objects.in_bulk([m.dataset for m in manifests], field_name="name")
+    options = []
+    for manifest in manifests:
+        if (dataset := datasets.get(manifest.dataset)) is None:
+            continue
+        counts = split_counts(dataset)
+        if counts["labelled"]:
+            options.append(
+                IndexOption(
+                    manifest=manifest,
+                    labelled=counts["labelled"],
+                    unlabelled=tuple(counts["unlabelled"]),
+                    classes=counts["classes"],
+                )
+            )
+    return options
+
+
+def measured_rates() -> dict[str, estimate.Rate]:
+    """Seconds per item measured by the newest finished runs (estimate.measured_rates)."""
+    runs = (
+        EvaluationRun.objects.filter(status__in=[EvaluationRun.Status.DONE,
+                                                 EvaluationRun.Status.CANCELLED])
+        .exclude(timings={})
+        .order_by("-finished_at", "-id")
+        .values_list("id", "timings")[:TIMED_RUNS]
+    )  # fmt: skip
+    return estimate.measured_rates(runs)

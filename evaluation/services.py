@@ -1,10 +1,14 @@
-"""Evaluation runs, the use cases: start one (now, or queued for a worker), execute it, and read
-it as a poll should see it.
+"""Evaluation runs, the use cases: start one (now, or queued for a worker), execute it, cancel
+it, and read it as a poll should see it.
 
 A run is one job kind of search.ops.jobs: claimed by one worker, its progress bars are its
 heartbeat, and a run silent for TINYRAG_EVALUATION_STALL_SECONDS (its worker was killed) is
 failed, never retried: a run measures minutes to hours of work and is started again by hand.
-What a run measures is `evaluation.measure`; this module stores what the measurements return.
+A cancelled run that is still queued ends at once; a running one is flagged, and its worker
+stops at its next heartbeat (a progress bar's update, at most a second apart while it works)
+and stores what it finished. What a run measures is `evaluation.measure`; this module stores
+what the measurements return, and how long each step took per item (`timings`, what the
+form's estimate is based on).
 """
 
 from __future__ import annotations
@@ -13,13 +17,18 @@ import functools
 import io
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from tqdm import tqdm
 
 from evaluation.config import EvaluationConfig
 from evaluation.models import EvaluationRun
+from evaluation.steps import Step
 from search.errors import ApplicationError
 from search.ops import jobs
 
@@ -31,7 +40,13 @@ EVALUATION_RUNS = jobs.JobKind(
     stall_seconds_setting="TINYRAG_EVALUATION_STALL_SECONDS",
     stalled_error="The run stopped making progress (its worker was stopped or crashed). "
     "Start it again.",
+    stop_requested=Q(cancel_requested_at__isnull=False),
 )
+
+
+class RunCancelled(Exception):
+    """Raised in the worker by a progress heartbeat that was refused: someone cancelled the
+    run (or deleted it)."""
 
 
 def create_run(*, config: EvaluationConfig, user=None) -> EvaluationRun:
@@ -66,30 +81,104 @@ def evaluate(*, config: EvaluationConfig, user=None, console: bool = False) -> E
 
 
 def with_stall_check(run: EvaluationRun) -> EvaluationRun:
-    """The run as a poll should see it: a stalled one is failed first."""
+    """The run as a poll should see it: a stalled one is failed first (cancelled, when it
+    was asked to stop: its worker died before it could)."""
+    if run.finished:
+        return run
+    cutoff = timezone.now() - timedelta(seconds=EVALUATION_RUNS.stall_seconds)
+    silent = EvaluationRun.objects.filter(
+        pk=run.pk, status=EvaluationRun.Status.RUNNING, updated_at__lt=cutoff,
+        cancel_requested_at__isnull=False,
+    )  # fmt: skip
+    if silent.update(
+        status=EvaluationRun.Status.CANCELLED, finished_at=timezone.now(), progress={}
+    ):
+        run.refresh_from_db()
+        return run
     return jobs.with_stall_check(EVALUATION_RUNS, run)
+
+
+def may_cancel(run: EvaluationRun, user) -> bool:
+    """Whether this user may cancel this run (whatever its state): staff, or who started it."""
+    if not user.is_authenticated:
+        return False
+    return user.is_staff or (run.created_by_id is not None and run.created_by_id == user.pk)
+
+
+def cancel_run(*, run: EvaluationRun, user) -> EvaluationRun:
+    """Cancel a queued run at once, or ask a running one to stop (its worker stops at its next
+    heartbeat and keeps what it finished). A run that finished meanwhile stays as it is.
+    PermissionDenied unless `may_cancel`."""
+    if not may_cancel(run, user):
+        raise PermissionDenied("Only staff or the person who started a run can cancel it.")
+    now = timezone.now()
+    rows = EvaluationRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True)
+    rows.filter(status=EvaluationRun.Status.QUEUED).update(
+        status=EvaluationRun.Status.CANCELLED, cancel_requested_at=now, cancelled_by=user,
+        finished_at=now,
+    )  # fmt: skip
+    rows.filter(status=EvaluationRun.Status.RUNNING).update(
+        cancel_requested_at=now, cancelled_by=user
+    )
+    return EvaluationRun.objects.select_related("created_by", "cancelled_by").get(pk=run.pk)
 
 
 class RunProgress(tqdm):
     """A tqdm bar that records its step, count and total on the run's row (at most once a
-    second) for the run page to show, and doubles as the run's heartbeat. Prints only with
-    `console`."""
+    second) for the run page to show, and doubles as the run's heartbeat: a heartbeat refused
+    (the run was cancelled) raises RunCancelled from the bar's next update, its close, or its
+    creation. With `timings`, it adds its items and seconds to timings[step] when it closes.
+    Prints only with `console`.
+
+    tqdm displays while holding its process-wide write lock (without a try/finally), so the
+    refusal is only noted in `display` and raised once tqdm has let go of the lock: raised
+    inside, it would leave the lock held and hang every other progress bar of the process."""
 
     monitor_interval = 0  # no monitor thread: every write happens on the run's own thread
 
-    def __init__(self, *args, run_id: int, console: bool = False, **kwargs):
+    def __init__(
+        self, *args, run_id: int, console: bool = False, timings: dict | None = None, **kwargs
+    ):
         self.run_id = run_id
         self.console = console
+        self.timings = timings
+        self.stopped = False  # set before tqdm's first display, which happens in __init__
+        self.raised = False
         kwargs.update(mininterval=1.0, file=sys.stderr if console else io.StringIO())
         super().__init__(*args, dynamic_ncols=console, **kwargs)
+        if self.stopped:
+            self.close()  # raises
 
     def display(self, msg=None, pos=None):
-        jobs.heartbeat(
+        if not self.stopped and not jobs.heartbeat(
             EVALUATION_RUNS,
             self.run_id,
             progress={"step": self.desc, "done": self.n, "total": self.total},
-        )
+        ):
+            self.stopped = True  # raised by the caller, outside tqdm's lock
         return super().display(msg, pos) if self.console else True
+
+    def _raise_if_stopped(self) -> None:
+        if self.stopped and not self.raised:
+            self.raised = True  # once: the close() that unwinds the bar displays again
+            raise RunCancelled(self.run_id)
+
+    def update(self, n=1):
+        displayed = super().update(n)
+        self._raise_if_stopped()
+        return displayed
+
+    def close(self):
+        started = getattr(self, "start_t", None)
+        if self.timings is not None and not self.disable and started is not None:
+            items, seconds = self.timings.get(self.desc, (0, 0.0))
+            self.timings[self.desc] = (items + self.n, seconds + self._time() - started)
+        super().close()
+        self._raise_if_stopped()
+
+    def __del__(self):
+        self.raised = True  # never from the garbage collector
+        super().__del__()
 
 
 @dataclass
@@ -120,7 +209,8 @@ class RunRecord:
 
 def execute_run(run_id: int, *, console: bool = False) -> EvaluationRun:
     """Measure a queued run and store the outcome. A problem the operator can fix (no index, a
-    model that cannot load, an empty split) ends the run `failed` with a readable error."""
+    model that cannot load, an empty split) ends the run `failed` with a readable error; a
+    cancel ends it `cancelled`; either way it keeps what it measured before."""
     jobs.recover_stalled(EVALUATION_RUNS)
     if not jobs.claim(EVALUATION_RUNS, run_id):
         return EvaluationRun.objects.get(pk=run_id)  # done meanwhile, or another worker has it
@@ -129,25 +219,59 @@ def execute_run(run_id: int, *, console: bool = False) -> EvaluationRun:
     from evaluation import measure
 
     record = RunRecord()
-    progress = functools.partial(RunProgress, run_id=run.pk, console=console)
+    steps: dict[str, tuple[int, float]] = {}
+    progress = functools.partial(RunProgress, run_id=run.pk, console=console, timings=steps)
+    config = EvaluationConfig.from_json(run.configuration)
+    finish = functools.partial(_finish, run, record, steps, config)
     try:
-        for measured in measure.measure_run(
-            EvaluationConfig.from_json(run.configuration), progress
-        ):
+        for measured in measure.measure_run(config, progress):
             record.add(measured)
+    except RunCancelled:
+        return finish(status=EvaluationRun.Status.CANCELLED)
     except (ApplicationError, OSError) as exc:  # domain errors say what to do
-        return _finish(run, record, error=jobs.readable_error(exc))
+        return finish(error=jobs.readable_error(exc))
     except BaseException as exc:  # a bug: still never leave the run "running"
-        _finish(run, record, error=f"{type(exc).__name__}: {jobs.readable_error(exc)}")
+        finish(error=f"{type(exc).__name__}: {jobs.readable_error(exc)}")
         raise
-    return _finish(run, record)
+    return finish()
 
 
-def _finish(run: EvaluationRun, record: RunRecord, *, error: str = "") -> EvaluationRun:
+def item_seconds(steps: dict[str, tuple[int, float]], *, contexts: int) -> dict[str, float]:
+    """Seconds per item of what a run did, from its progress bars' items and seconds: a query
+    image (embedded, then searched with), a text query (a class name embedded, then searched
+    with), a generation (a described image's time over its contexts). Only what it measured."""
+
+    def per_item(step: Step, divide_by: int = 1) -> float | None:
+        items, seconds = steps.get(step.value, (0, 0.0))
+        return seconds / (items * divide_by) if items else None
+
+    rates = {}
+    for name, embed, search in (
+        ("query_image", Step.EMBED_IMAGES, Step.SEARCH_IMAGES),
+        ("text_query", Step.EMBED_CLASSES, Step.SEARCH_CLASSES),
+    ):
+        parts = [r for r in (per_item(embed), per_item(search)) if r is not None]
+        if parts:
+            rates[name] = sum(parts)
+    if (generation := per_item(Step.DESCRIBE, max(contexts, 1))) is not None:
+        rates["generation"] = generation
+    return rates
+
+
+def _finish(
+    run: EvaluationRun,
+    record: RunRecord,
+    steps: dict[str, tuple[int, float]],
+    config: EvaluationConfig,
+    *,
+    error: str = "",
+    status: str | None = None,
+) -> EvaluationRun:
     jobs.finish(
         EVALUATION_RUNS,
         run.pk,
         error=error,
+        status=status,
         progress={},
         index_manifest=record.index_manifest,
         model_ids=record.model_ids,
@@ -157,5 +281,6 @@ def _finish(run: EvaluationRun, record: RunRecord, *, error: str = "") -> Evalua
         details=record.details,
         warnings=record.warnings,
         configuration={**run.configuration, **record.resolved},
+        timings=item_seconds(steps, contexts=len(config.rag_contexts)),
     )
     return EvaluationRun.objects.get(pk=run.pk)

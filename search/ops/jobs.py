@@ -7,8 +7,10 @@ A job is a row with a `status` (queued -> running -> done | failed), `started_at
 - claim: queued -> running, in one conditional UPDATE, so of two workers racing for a job
   exactly one wins; a kind that retries counts the attempt here.
 - heartbeat: whoever works on a job moves `updated_at` (with any progress it records) more
-  often than the kind's stall period.
-- finish: done, or failed with a readable error.
+  often than the kind's stall period; a heartbeat refused (the row is gone, or the kind's
+  `stop_requested` matches it: someone cancelled it) tells the worker to stop.
+- finish: done, or failed with a readable error (or a final status of the kind's own, such
+  as an evaluation run's cancelled).
 - stall: a running job whose heartbeat is older than the kind's stall period was left by a
   dead worker. It is queued again while it has attempts left, else failed with the kind's
   message. Both are conditional on the job still being running and still silent, so a job
@@ -58,7 +60,8 @@ class JobKind:
     `attempts` and `max_attempts`. `scope` says which of the model's rows are jobs at all (a
     description that follows another's generation is not). `on_requeue` runs once for each
     job a stall check queued again (a queue of tasks needs a task for it); `after_check` after
-    every stall check (the descriptions' queue replaces lost tasks there)."""
+    every stall check (the descriptions' queue replaces lost tasks there). `stop_requested`
+    matches the jobs whose worker is to stop at its next heartbeat (a cancel)."""
 
     model: type[models.Model]
     stall_seconds_setting: str
@@ -67,6 +70,7 @@ class JobKind:
     scope: Q = field(default_factory=Q)
     on_requeue: Callable[[], object] | None = None
     after_check: Callable[[], object] | None = None
+    stop_requested: Q | None = None
 
     @property
     def retries(self) -> bool:
@@ -92,18 +96,25 @@ def claim(kind: JobKind, pk: int) -> bool:
 
 def heartbeat(kind: JobKind, pk: int, **progress) -> bool:
     """A sign of life from the job's worker, with whatever progress it records (the text so
-    far, the current step); False when the row is gone (deleted: stop working on it)."""
-    return bool(kind.model.objects.filter(pk=pk).update(**progress, updated_at=timezone.now()))
+    far, the current step); False when the row is gone (deleted) or asked to stop (the kind's
+    `stop_requested`): stop working on it."""
+    rows = kind.model.objects.filter(pk=pk)
+    if kind.stop_requested is not None:
+        rows = rows.exclude(kind.stop_requested)
+    return bool(rows.update(**progress, updated_at=timezone.now()))
 
 
-def finish(kind: JobKind, pk: int, *, error: str = "", **outcome) -> bool:
-    """The job is done (no error) or failed (with it), with what it produced. The worker's
-    word is final: it is written whatever a stall check decided meanwhile. False when the row
-    is gone."""
+def finish(
+    kind: JobKind, pk: int, *, error: str = "", status: str | None = None, **outcome
+) -> bool:
+    """The job is done (no error) or failed (with it), with what it produced; `status`: a
+    final status of the kind's own instead (an evaluation run's cancelled). The worker's word
+    is final: it is written whatever a stall check decided meanwhile. False when the row is
+    gone."""
     now = timezone.now()
     return bool(
         kind.model.objects.filter(pk=pk).update(
-            status=JobStatus.FAILED if error else JobStatus.DONE,
+            status=status or (JobStatus.FAILED if error else JobStatus.DONE),
             error=error,
             **outcome,
             finished_at=now,

@@ -95,3 +95,55 @@ def evaluate(*args: str) -> str:
     out = io.StringIO()
     call_command("evaluate", "--workers", "0", *args, stdout=out, stderr=io.StringIO())
     return out.getvalue()
+
+
+CATALOG_CLASSES = ["lemon", "reel", "alsatian", "goldfish"]
+CATALOG_SPLITS = {"train": 5, "val": 3}  # labelled images per class; plus 4 unlabelled test
+
+
+@pytest.fixture
+def published_catalog(settings, tmp_path, db):
+    """What the staff form reads, without any model (publish_catalog)."""
+    from django.core.cache import cache
+
+    yield publish_catalog(settings, tmp_path)
+    cache.clear()
+
+
+def publish_catalog(settings, tmp_path):
+    """A dataset of 4 classes (5 train and 3 val images each, 4 unlabelled test images) in the
+    database, and the manifest of an index "tiny" of its 20 train images published in
+    tmp_path as TINYRAG_INDEX_DIR."""
+    from django.core.cache import cache
+
+    from search.catalog.models import Dataset, Image, ImageClass
+    from search.index.service import IndexManifest
+
+    settings.TINYRAG_INDEX_DIR = tmp_path / "vector_db"
+    settings.TINYRAG_INDEX_NAME = INDEX_NAME
+    dataset = Dataset.objects.create(
+        name="tiny-imagenet-200", root=str(tmp_path / "data"), source="tinyimagenet"
+    )
+    images = []
+    for n, name in enumerate(CATALOG_CLASSES):
+        cls = ImageClass.objects.create(dataset=dataset, wnid=f"n{n:08d}", name=name, names=[name])
+        for split, count in CATALOG_SPLITS.items():
+            images += [
+                Image(dataset=dataset, split=split, image_class=cls, path=f"{split}/{n}/{i}.JPEG",
+                      width=64, height=64, mode="RGB")
+                for i in range(count)
+            ]  # fmt: skip
+    images += [
+        Image(dataset=dataset, split="test", path=f"test/{i}.JPEG", width=64, height=64, mode="RGB")
+        for i in range(4)
+    ]
+    Image.objects.bulk_create(images)
+    folder = settings.TINYRAG_INDEX_DIR / INDEX_NAME
+    folder.mkdir(parents=True)
+    manifest = IndexManifest(
+        name=INDEX_NAME, model_id="tiny-clip", dim=32, index_type="flat", index_params={},
+        count=20, dataset=dataset.name, splits=["train"], created_at="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    cache.clear()  # the form's split counts are cached
+    return dataset

@@ -105,7 +105,7 @@ def test_list_shows_runs_and_their_headline_numbers(auth_client):
     assert "1 warning" in html
 
 
-def test_only_staff_see_the_run_form(auth_client, admin_client):
+def test_only_staff_see_the_run_form(published_catalog, auth_client, admin_client):
     assert "Start the run" not in auth_client.get(LIST_URL).content.decode()
     assert "Start the run" in admin_client.get(LIST_URL).content.decode()
 
@@ -117,7 +117,7 @@ def test_non_staff_cannot_start_a_run(auth_client):
     assert not EvaluationRun.objects.exists()
 
 
-def test_invalid_form_is_shown_again_with_the_error(admin_client, settings):
+def test_invalid_form_is_shown_again_with_the_error(published_catalog, admin_client, settings):
     response = admin_client.post(
         LIST_URL,
         {"mode": "image", "index_name": settings.TINYRAG_INDEX_NAME, "split": "val",
@@ -168,14 +168,14 @@ def test_progress_bars_of_a_run_write_its_row():
     from evaluation.services import RunProgress
 
     run = make_run(status="running", metrics={}, finished_at=None)
-    bar = RunProgress(total=10, desc="embed queries", unit="img", run_id=run.pk)
+    bar = RunProgress(total=10, desc="embed query images", unit="img", run_id=run.pk)
     run.refresh_from_db()
-    assert run.progress == {"step": "embed queries", "done": 0, "total": 10}
+    assert run.progress == {"step": "embed query images", "done": 0, "total": 10}
     heartbeat = run.updated_at
     bar.update(4)
     bar.close()  # a bar's last state is always written
     run.refresh_from_db()
-    assert run.progress == {"step": "embed queries", "done": 4, "total": 10}
+    assert run.progress == {"step": "embed query images", "done": 4, "total": 10}
     assert run.updated_at > heartbeat
 
 
@@ -184,16 +184,16 @@ def test_running_run_shows_its_progress(auth_client):
         status="running",
         metrics={},
         finished_at=None,
-        progress={"step": "embed queries", "done": 30, "total": 120},
+        progress={"step": "embed query images", "done": 30, "total": 120},
     )
     partial = auth_client.get(
         reverse("evaluation:run", args=[run.pk]), headers={"HX-Request": "true"}
     ).content.decode()
-    assert "embed queries: 30 of 120" in partial
+    assert "Reading and embedding the query images: 30 of 120" in partial
     assert '<progress max="100" value="25">' in partial  # 30 / 120
 
 
-def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, settings):
+def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, admin_client, settings):
     run = make_run(status="running", metrics={}, finished_at=None, progress={"step": "search"})
     url = reverse("evaluation:run", args=[run.pk])
     assert "run-progress" in auth_client.get(url, headers={"HX-Request": "true"}).content.decode()
@@ -204,7 +204,10 @@ def test_a_run_whose_worker_died_is_failed_at_the_next_poll(auth_client, setting
     run.refresh_from_db()
     assert run.status == "failed"
     assert "stopped making progress" in run.error
-    assert "Start it again" in auth_client.get(url).content.decode()
+    assert "Start it again" in admin_client.get(url).content.decode()  # staff: what to do
+    page = auth_client.get(url).content.decode()  # a user: what happened, in plain words
+    assert "It stopped with a problem before it measured anything." in page
+    assert "stopped making progress" not in page
 
 
 def test_a_run_that_waited_long_in_the_queue_is_not_failed_when_it_starts(settings, monkeypatch):
@@ -224,12 +227,39 @@ def test_a_run_that_waited_long_in_the_queue_is_not_failed_when_it_starts(settin
     assert seen == ["running"]
 
 
-def test_failed_run_shows_its_error(auth_client):
+def test_failed_run_shows_its_error_to_staff_only(auth_client, admin_client):
     run = make_run(status="failed", error="no index named 'nowhere'", metrics={}, per_class={})
+    url = reverse("evaluation:run", args=[run.pk])
 
-    html = auth_client.get(reverse("evaluation:run", args=[run.pk])).content.decode()
+    assert "Failed: no index named &#x27;nowhere&#x27;" in admin_client.get(url).content.decode()
+    html = auth_client.get(url).content.decode()
+    assert "nowhere" not in html
+    assert "An administrator can see what went wrong" in html
+    assert "nowhere" not in auth_client.get(LIST_URL).content.decode()
+    assert "nowhere" in admin_client.get(LIST_URL).content.decode()
 
-    assert "Failed: no index named &#x27;nowhere&#x27;" in html
+
+def test_operator_details_are_for_staff_only(auth_client, admin_client):
+    run = make_run(status="queued", metrics={}, per_class={}, finished_at=None, started_at=None)
+    url = reverse("evaluation:run", args=[run.pk])
+
+    user_page = auth_client.get(url).content.decode()
+    assert "Waiting to start. This page updates itself." in user_page
+    assert "db_worker" not in user_page
+    assert "manage.py" not in auth_client.get(LIST_URL).content.decode()
+    assert "db_worker" in admin_client.get(url).content.decode()
+
+
+def test_the_runs_list_turns_into_cards_on_a_phone(auth_client):
+    """Every cell says what it is (the stack-table's data-label), so a row reads as a card."""
+    make_run()
+    html = auth_client.get(LIST_URL).content.decode()
+    table = html[html.index('<table class="grid runs stack-table">') : html.index("</table>")]
+    cells = re.findall(r"<td[^>]*>", table)
+    assert len(cells) == 7  # a user sees no "Started by"
+    assert all("data-label=" in cell for cell in cells)
+    run_page = auth_client.get(reverse("evaluation:run", args=[make_run().pk])).content.decode()
+    assert run_page.count('<div class="table-wrap">') == run_page.count("<table")
 
 
 def test_json_download(auth_client):

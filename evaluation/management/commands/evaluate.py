@@ -177,5 +177,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"warning: {warning}")
         if run.status == EvaluationRun.Status.FAILED:
             raise CommandError(f"evaluation run #{run.pk} failed: {run.error}")
+        if run.status == EvaluationRun.Status.CANCELLED:  # from its page, while it ran
+            raise CommandError(f"evaluation run #{run.pk} was cancelled; it kept what it measured")
         if options["verbosity"] >= 1:
             self.stdout.write(self.style.SUCCESS(f"Stored evaluation run #{run.pk}."))
