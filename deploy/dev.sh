@@ -7,6 +7,7 @@
 # the check of every image when it passed for this data (`manage.py bootstrap --check` redoes it).
 # If the server or the worker stops, it is started again after a short pause; the other keeps running.
 set -euo pipefail
+called_from=$PWD  # a relative --archive path is the caller's, not the project folder's
 cd "$(dirname "$0")/.."
 
 archive=""
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
     *) echo "Unknown option: $1 (dev.sh takes --archive PATH)" >&2; exit 2 ;;
   esac
 done
+case "$archive" in "" | /*) ;; *) archive="$called_from/$archive" ;; esac
 if [ -n "$archive" ] && [ ! -f "$archive" ]; then
   echo "--archive $archive: no such file" >&2
   exit 2
@@ -32,6 +34,12 @@ if [ ! -f .env ]; then
   grep -q '^DEBUG=1$' .env || { rm -f .env; echo "could not write .env from .env.example" >&2; exit 1; }
   echo "Wrote .env with development settings (DEBUG=1); edit it to change any setting."
 fi
+# An older .env (copied before dev.sh wrote one) may leave DEBUG off: this is a development run.
+if ! grep -q '^DEBUG=1$' .env; then
+  echo "Note: .env does not set DEBUG=1; dev.sh runs with DEBUG=1, but manage.py commands you type"
+  echo "need it too: add the line DEBUG=1 to .env (or prefix them with DEBUG=1)."
+fi
+export DEBUG=${DEBUG:-1}
 py=.venv/bin/python
 $py manage.py migrate --no-input
 # Data and index on first start; without network the app starts anyway and says what to run.

@@ -144,7 +144,9 @@ def _history_params(url: str) -> QueryDict:
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     context = _history_context(request, request.GET)
-    template = "search/history.html#rows" if request.htmx else "search/history.html"
+    # a filtered address is pushed to the browser's history: restoring it wants the whole page
+    rows = request.htmx and not request.htmx.history_restore_request
+    template = "search/history.html#rows" if rows else "search/history.html"
     return render(request, template, context)
 
 

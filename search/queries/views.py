@@ -260,7 +260,8 @@ def own_query(request: HttpRequest, pk: int) -> SearchQuery:
 def _page_number(request: HttpRequest) -> int:
     """?page=N of the results (anything else: the first page)."""
     value = request.GET.get("page", "")
-    return int(value) if value.isdigit() and len(value) <= 6 else 1
+    # isascii: "²" is a digit to str.isdigit() but not to int()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else 1
 
 
 @require_GET

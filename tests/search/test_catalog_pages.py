@@ -153,6 +153,15 @@ def test_collections_say_what_search_covers_in_words_without_a_model_path(
     assert "The search index was last built on" in page
     assert str(model.parent) not in page
     assert 'class="card setup-step"' not in page  # nothing left to set up
+    assert "-dimensional embeddings" not in page  # the index's internals are for staff
+
+
+def test_staff_see_the_index_internals_on_collections(auth_client, user, search_index):
+    user.is_staff = True
+    user.save()
+    page = html(auth_client.get(reverse("search:collections")))
+    assert "Staff: index <strong>tiny</strong>: 20 images of tiny-imagenet-200" in page
+    assert "-dimensional embeddings" in page
 
 
 def test_before_the_index_is_built_collections_name_the_next_step(auth_client, dataset_imported):

@@ -189,6 +189,19 @@ def test_no_match_says_so_and_offers_all_history(auth_client, user):
     assert "Delete all history…" in html  # there is still history to delete
 
 
+def test_an_htmx_history_restore_of_a_filtered_address_gets_the_whole_page(auth_client, user):
+    # the filters push /history/?q=... into the browser's history; back there, on a miss of
+    # HTMX's cache, the page is asked for again with these headers and must come whole
+    lemon = make(user, "lemon")
+    make(user, "school bus")
+    html = auth_client.get(
+        HISTORY, {"q": "lemon"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    ).content.decode()
+    assert "<html" in html
+    assert 'id="history-filter"' in html
+    assert rows(html) == [lemon.pk]
+
+
 def test_paging_keeps_the_filters(auth_client, user):
     for i in range(23):
         make(user, f"lemon {i}")

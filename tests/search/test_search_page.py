@@ -231,6 +231,7 @@ def test_results_come_a_page_at_a_time_with_load_more(
     assert ranks_in(page_of(auth_client, query, page=2)) == list(range(1, 9))
     assert ranks_in(page_of(auth_client, query, page=99)) == list(range(1, 11))
     assert ranks_in(page_of(auth_client, query, page="x")) == [1, 2, 3, 4]
+    assert ranks_in(page_of(auth_client, query, page="²")) == [1, 2, 3, 4]  # isdigit, not int
 
 
 def test_an_htmx_history_restore_gets_the_whole_page(

@@ -112,7 +112,7 @@ def test_the_search_and_collections_pages_name_the_index_model_without_its_path(
     collections = auth_client.get("/collections/").content.decode()
 
     assert f"Searching 20 images with {directory.name}." in search
-    assert f"embeddings of <code>{directory.name}</code>" in collections
+    assert f"matched by the model <strong>{directory.name}</strong>" in collections
     assert str(directory.parent) not in search + collections
 
 
@@ -161,7 +161,7 @@ def test_staff_see_who_ran_an_evaluation(admin_client, run_by_carol):
     page = admin_client.get(reverse("evaluation:run", args=[run_by_carol.pk])).content.decode()
     download = admin_client.get(reverse("evaluation:run-json", args=[run_by_carol.pk])).json()
 
-    assert "<td>carol</td>" in listing
+    assert '<td data-label="Started by">carol</td>' in listing
     assert "<th>started by</th><td>carol</td>" in page
     assert download["created_by"] == "carol"
 
