@@ -3,8 +3,9 @@
 A domain error says what went wrong in one line and carries what the two front doors need: a
 `code` for API clients and an HTTP `status`. The API answers every one in one place from
 those two (search/web/api_errors.py); pages catch the one base and show its message where
-the user was (search/web/pages.py). A new error is one class, here or beside its domain,
-and nothing else.
+the user was (search/web/pages.py). An error that only the server's operator can fix also
+has `for_users`: what a page says instead to someone who is not staff (staff read the
+message itself). A new error is one class, here or beside its domain, and nothing else.
 Anything that is not an ApplicationError is a bug: a 500, logged with its traceback.
 """
 
@@ -17,6 +18,7 @@ class ApplicationError(Exception):
     code: str = "error"
     status: int = HTTPStatus.BAD_REQUEST
     retry_after: int | None = None  # seconds, sent as Retry-After where it is set
+    for_users: str | None = None  # a page's words for non-staff, where only an operator can act
 
 
 class InvalidInput(ApplicationError):
@@ -36,6 +38,10 @@ class Unavailable(ApplicationError):
 
     code = "unavailable"
     status = HTTPStatus.SERVICE_UNAVAILABLE
+    for_users = (
+        "This is not available right now. Try again in a few minutes; if it stays like this, "
+        "tell the people who run this site."
+    )
 
 
 class TooManyRequests(ApplicationError):

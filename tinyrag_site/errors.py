@@ -81,3 +81,9 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     said = exception.args[0] if exception.args else None
     reason = said if isinstance(said, str) and not isinstance(exception, Resolver404) else ""
     return render(request, "404.html", {"reason": reason}, status=404)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """The branded 403 for an expired or missing CSRF token, rendered with the request so a
+    signed-in visitor keeps their navigation (Django's own view renders without it)."""
+    return render(request, "403_csrf.html", status=403)

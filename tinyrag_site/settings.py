@@ -139,6 +139,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tinyrag_site.urls"
+CSRF_FAILURE_VIEW = "tinyrag_site.errors.csrf_failure"
 WSGI_APPLICATION = "tinyrag_site.wsgi.application"
 ASGI_APPLICATION = "tinyrag_site.asgi.application"
 

@@ -56,6 +56,7 @@ class DescriptionsDisabled(ApplicationError):
 
     code = "disabled"
     status = HTTPStatus.CONFLICT
+    for_users = "Descriptions are turned off on this server."
 
 
 class NoSuchSubject(NotFound):

@@ -15,7 +15,7 @@ from search.errors import ApplicationError
 from search.queries.models import SearchQuery
 from search.queries.views import own_query
 from search.web import PK_MAX
-from search.web.pages import show_error
+from search.web.pages import error_text, show_error
 from tinyrag_site.throttling import rate_limited
 
 
@@ -46,7 +46,8 @@ def _describe(request: HttpRequest, *, query: SearchQuery, back: str, **request_
         description = describe_service.request_description(query=query, **request_args)
     except ApplicationError as exc:
         if request.htmx:
-            return render(request, "search/description.html#card", {"error": str(exc)})
+            context = {"error": error_text(request, exc)}
+            return render(request, "search/description.html#card", context)
         return show_error(request, exc, back=back)
     if request.htmx:
         return render(request, "search/description.html#card", {"description": description})

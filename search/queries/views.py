@@ -192,7 +192,7 @@ def _percent(cosine) -> int | None:
 def search_page(request: HttpRequest) -> HttpResponse:
     """The search page; for a signed-out visitor, the landing page that says what this is."""
     if not request.user.is_authenticated:
-        return render(request, "landing.html")
+        return render(request, "landing.html", {"descriptions_enabled": descriptions_enabled()})
     return render(request, "search/page.html", _page_context(request))
 
 

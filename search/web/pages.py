@@ -15,11 +15,20 @@ from rest_framework.exceptions import AuthenticationFailed
 from search.errors import ApplicationError
 
 
+def error_text(request: HttpRequest, exc: ApplicationError) -> str:
+    """What a page says of a domain error: its message, except that someone who is not staff
+    reads the plain `for_users` words where only the operator can act (a model or index
+    missing, a backend turned off)."""
+    if exc.for_users and not request.user.is_staff:
+        return exc.for_users
+    return str(exc)
+
+
 def show_error(request: HttpRequest, exc: ApplicationError, *, back: str) -> HttpResponse:
     """How a page shows a domain error (search.errors) that it has no better place for (a
     form field, the description card): a message on the page the user came from. Only a
     view whose URL names what is missing answers Http404 instead (`similar`)."""
-    messages.error(request, str(exc))
+    messages.error(request, error_text(request, exc))
     return redirect(back)
 
 

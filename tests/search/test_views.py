@@ -239,3 +239,42 @@ def test_describing_an_image_that_is_not_the_querys_says_so_on_the_page(
     assert response.redirect_chain == [(reverse("search:query", args=[query.pk]), 302)]
     assert "not among this query" in response.content.decode()
     assert not query.descriptions.exists()
+
+
+def test_an_operators_problem_reads_plainly_for_users_and_in_full_for_staff(
+    auth_client, user, search_index, settings, tmp_path
+):
+    """More like this with the index gone: a 503 only the operator can fix. The user is told
+    what they can do; staff read the error itself."""
+    from search.index.service import clear_index_services
+
+    source = Image.objects.filter(split="train").order_by("id")[0]
+    settings.TINYRAG_INDEX_DIR = tmp_path  # nothing published there
+    clear_index_services()
+    url = reverse("search:similar", args=[source.pk])
+
+    as_user = auth_client.post(url, follow=True).content.decode()
+    assert "This is not available right now. Try again in a few minutes" in as_user
+    assert "build_index" not in as_user
+
+    user.is_staff = True
+    user.save()
+    as_staff = auth_client.post(url, follow=True).content.decode()
+    assert "This is not available right now" not in as_staff
+    assert "build_index" in as_staff  # the Unavailable error's own message names the fix
+
+
+def test_describe_with_descriptions_off_says_so_without_the_setting_to_users(
+    auth_client, user, search_index, settings
+):
+    search(auth_client, text="lemon", top_k=1)
+    query = SearchQuery.objects.get(user=user)
+    settings.TINYRAG_VLM_BACKEND = "none"
+    headers = {"HTTP_HX_REQUEST": "true"}
+    card = auth_client.post(reverse("search:describe", args=[query.pk]), {}, **headers)
+    assert "Descriptions are turned off on this server." in card.content.decode()
+    assert "TINYRAG_VLM_BACKEND" not in card.content.decode()
+    user.is_staff = True
+    user.save()
+    card = auth_client.post(reverse("search:describe", args=[query.pk]), {}, **headers)
+    assert "TINYRAG_VLM_BACKEND=none" in card.content.decode()

@@ -22,6 +22,15 @@ def test_a_signed_out_visitor_gets_the_landing_page_not_the_search_form(client):
     assert "Find images by what is in them" in page
     assert f'href="{reverse("signup")}"' in page
     assert 'id="search-form"' not in page
+    assert "Describe an image" in page  # descriptions are on by default
+
+
+def test_the_landing_page_promises_no_descriptions_when_they_are_off(client, settings):
+    settings.TINYRAG_VLM_BACKEND = "none"
+    page = client.get(reverse("search:home")).content.decode()
+    assert "Find images by what is in them" in page
+    assert "Describe an image" not in page
+    assert "vision-language model" not in page
 
 
 def test_signup_creates_the_user_and_logs_them_in(client):

@@ -50,6 +50,7 @@ def test_an_expired_form_is_the_branded_csrf_page_and_changes_nothing(user):
     response = browser.post(reverse("logout"))
     assert response.status_code == 403
     assert "This form has expired" in response.content.decode()
+    assert f"Signed in as <strong>{user.username}</strong>" in response.content.decode()
     assert browser.get(reverse("search:history")).status_code == 200  # still signed in
 
 
