@@ -21,8 +21,8 @@ from search.queries.selectors import (
     ANY_CLASS,
     HISTORY_TEXT_MAX_LENGTH,
     HistoryFilter,
-    class_names,
     history_size,
+    label_filters,
     query_history,
     used_class_filters,
 )
@@ -92,11 +92,7 @@ def _history_context(request: HttpRequest, params: QueryDict) -> dict:
     page = Paginator(query_history(user=request.user, where=where), PAGE_SIZE).get_page(
         params.get("page")
     )
-    names = class_names(q.filters.get("class") for q in page.object_list)
-    for query in page.object_list:
-        wnid = query.filters.get("class")
-        query.class_filter_name = names.get(wnid, wnid) if wnid else ""
-        query.min_score = _min_score(query.filters)
+    label_filters(page.object_list)
     return {
         "form": form,
         "where": where,
@@ -107,14 +103,6 @@ def _history_context(request: HttpRequest, params: QueryDict) -> dict:
         "has_history": bool(page.object_list)
         or (where.active and query_history(user=request.user).exists()),
     }
-
-
-def _min_score(filters: dict) -> float | None:
-    """The minimum-similarity cutoff (0 to 1) the query ran with, if it had one."""
-    value = filters.get("min_similarity")  # as search.queries.services.query_filters stores it
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _history_url(params: QueryDict) -> str:
@@ -157,9 +145,7 @@ def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
     query = own_query(request, pk)
     back = _next_url(request)
     if request.method == "GET":
-        names = class_names([query.filters.get("class")])
-        wnid = query.filters.get("class")
-        query.class_filter_name = names.get(wnid, wnid) if wnid else ""
+        label_filters([query])
         return render(
             request,
             "search/confirm.html",

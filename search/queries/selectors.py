@@ -65,6 +65,20 @@ def class_names(wnids) -> dict[str, str]:
     return dict(ImageClass.objects.filter(wnid__in=wanted).values_list("wnid", "name"))
 
 
+def label_filters(queries) -> None:
+    """Sets on each query what its filters were, for pages: `class_filter_name` (the class's
+    name, its wnid when the class is gone, "" without a class filter) and `min_similarity`
+    (the cosine cutoff, 0 to 1, or None), with one lookup of class names for all of them."""
+    queries = list(queries)
+    names = class_names(q.filters.get("class") for q in queries)
+    for query in queries:
+        wnid = query.filters.get("class")
+        query.class_filter_name = names.get(wnid, wnid) if wnid else ""
+        cutoff = query.filters.get("min_similarity")  # as services.query_filters stores it
+        number = isinstance(cutoff, int | float) and not isinstance(cutoff, bool)
+        query.min_similarity = float(cutoff) if number else None
+
+
 def used_class_filters(*, user) -> list[tuple[str, str]]:
     """(wnid, name) of each class the user's queries were filtered by, sorted by name as a
     person reads it (case-insensitive)."""

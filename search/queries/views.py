@@ -26,7 +26,7 @@ from search.ops.health import first_missing_step
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
 from search.queries.retrieval import query_models_loaded
-from search.queries.selectors import class_names, get_query, results_page
+from search.queries.selectors import get_query, label_filters, results_page
 from search.queries.uploads import UploadError, check_upload_size
 from search.web.pages import login_or_token_required, show_error
 from tinyrag_site.throttling import rate_limited
@@ -164,19 +164,27 @@ def _page_context(request: HttpRequest, form: SearchForm | None = None, **extra)
 
 
 def _result_context(
-    request: HttpRequest, query: SearchQuery, *, page: int = 1, through: bool = False
+    request: HttpRequest,
+    query: SearchQuery,
+    *,
+    page: int = 1,
+    through: bool = False,
+    appended: bool = False,
 ) -> dict:
+    """What the results show: page `page` (pages 1..page with `through`), each result with its
+    latest description, and above them the descriptions of images not on the page. A page
+    `appended` by "Load more" leaves its cards out: the first page listed them above."""
     shown = results_page(query, number=page, through=through)
     latest = latest_descriptions(user=request.user, query=query)
     for result in shown.results:  # each result's card sits on the result itself
-        result.description = latest.pop(result.image_id, None)
-    wnid = query.filters.get("class")
+        result.description = None if appended else latest.pop(result.image_id, None)
+    label_filters([query])
     return {
         "query": query,
         "page": shown,
         "results": shown.results,
-        "filter_class": class_names([wnid]).get(wnid, wnid) if wnid else None,
-        "min_similarity_percent": _percent(query.filters.get("min_similarity")),
+        "filter_class": query.class_filter_name or None,
+        "min_similarity_percent": _percent(query.min_similarity),
         "can_describe": descriptions_enabled(),
         "upload_description": latest.pop(None, None),
         "descriptions": list(latest.values()),  # of images not on this page (or the source)
@@ -271,7 +279,9 @@ def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx and "page" in request.GET and not request.htmx.history_restore_request:
         # "Load more": only the next page's cards, appended where the button was
         return render(
-            request, "search/page.html#more", _result_context(request, query, page=number)
+            request,
+            "search/page.html#more",
+            _result_context(request, query, page=number, appended=True),
         )
     # without JavaScript the "Load more" link shows every page up to the one asked for
     return render(

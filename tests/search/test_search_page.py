@@ -234,6 +234,29 @@ def test_results_come_a_page_at_a_time_with_load_more(
     assert ranks_in(page_of(auth_client, query, page="²")) == [1, 2, 3, 4]  # isdigit, not int
 
 
+def test_a_description_on_a_later_page_shows_once_when_load_more_appends_it(
+    auth_client, user, search_index, pages_of_four, settings
+):
+    from search.descriptions.services import request_description
+
+    settings.TINYRAG_VLM_BACKEND = "openai"  # enabled; queued, nothing generated here
+    search(auth_client, text="lemon", top_k=10)
+    query = SearchQuery.objects.get(user=user)
+    sixth = query.results.get(rank=6)
+    description = request_description(query=query, image_id=sixth.image_id)
+    card = f'id="description-{description.pk}"'
+    url = reverse("search:query", args=[query.pk])
+
+    first = auth_client.get(url, HTTP_HX_REQUEST="true").content.decode()  # page 1, rank 6 not
+    more = auth_client.get(url, {"page": 2}, HTTP_HX_REQUEST="true").content.decode()
+    assert first.count(card) == 1  # listed above the results
+    assert more.count(card) == 0  # so the appended page 2 does not repeat it
+    # without JavaScript pages 1-2 are one page: the card sits on its result, once
+    through = auth_client.get(url, {"page": 2}).content.decode()
+    assert through.count(card) == 1
+    assert through.index(card) > through.index('id="result-6"')
+
+
 def test_an_htmx_history_restore_gets_the_whole_page(
     auth_client, user, search_index, pages_of_four
 ):
