@@ -127,7 +127,7 @@ def warm_up_in_background() -> threading.Thread:
 # The steps in the order they must be done; each names what it makes and who asks for it.
 SETUP_STEPS = ("dataset", "models", "index")
 STEP_LABELS = {
-    "dataset": "Import the pictures",
+    "dataset": "Import the images",
     "models": "Download the search model",
     "index": "Build the search index",
 }
@@ -139,7 +139,7 @@ ASK_OPERATOR = {
 # What the `alternative` command does differently.
 ALTERNATIVE_INTROS = {
     "dataset": "Or, with tiny-imagenet-200.zip already downloaded (no download):",
-    "index": "Or, to index every train picture (slower):",
+    "index": "Or, to index every train image (slower):",
 }
 # sentence-transformers' own file at a snapshot's root: how the CLIP embedders find a cached
 # hub model (search/ml/clip.py SentenceTransformerEmbedder.marker; that module imports torch).
@@ -274,7 +274,7 @@ def first_missing_step() -> SetupStep | None:
     if not dataset_done:
         return SetupStep(
             name="dataset",
-            problem="no pictures have been imported yet.",
+            problem="no images have been imported yet.",
             command=manage_command("bootstrap"),
             alternative=manage_command("bootstrap --archive ~/Downloads/tiny-imagenet-200.zip"),
             detail="bootstrap downloads TinyImageNet-200 (about 250 MB), imports it, downloads "

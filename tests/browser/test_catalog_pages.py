@@ -17,11 +17,11 @@ from tests.browser.helpers import PASSWORD, log_in_new_user, screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-EXTRA = 30  # lemon gets 8 + 30 = 38 pictures: a page of 24, then 14 more
+EXTRA = 30  # lemon gets 8 + 30 = 38 images: a page of 24, then 14 more
 
 
 def more_lemons(root) -> ImageClass:
-    """Copies of a lemon picture on disk and in the database, so the class has two pages."""
+    """Copies of a lemon image on disk and in the database, so the class has two pages."""
     lemon = ImageClass.objects.get(name="lemon")
     model = Image.objects.filter(image_class=lemon).order_by("pk").first()
     folder = (root / model.path).parent
@@ -46,7 +46,7 @@ def more_lemons(root) -> ImageClass:
 
 
 def pictures_loaded(page) -> None:
-    """Every picture of the page loaded (lazy ones too), so the screenshots show them."""
+    """Every image of the page loaded (lazy ones too), so the screenshots show them."""
     page.evaluate("() => document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
 
@@ -81,7 +81,7 @@ def test_collections_class_image_and_more_like_this(
     expect(classes.filter(visible=True)).to_have_count(4)
     card.get_by_role("link", name="lemon").click()
 
-    # the class page: 24 pictures, then "Show the next 14" appends them and takes the focus
+    # the class page: 24 images, then "Show the next 14" appends them and takes the focus
     expect(page).to_have_url(f"{live_server.url}/classes/{lemon.pk}/")
     expect(page.locator("h1")).to_have_text("lemon")
     grid = page.locator("ol.image-grid > li:not(.load-more)")
@@ -89,7 +89,7 @@ def test_collections_class_image_and_more_like_this(
     assert loaded_width(grid.first.locator("img")) == 160
     pictures_loaded(page)
     screenshots(page, "catalog-class")
-    page.get_by_role("link", name="Show the next 14 pictures").click()
+    page.get_by_role("link", name="Show the next 14 images").click()
     expect(grid).to_have_count(38)
     expect(page).to_have_url(f"{live_server.url}/classes/{lemon.pk}/")  # appended in place
     expect(page.get_by_role("link", name="Show the next")).to_have_count(0)
@@ -104,7 +104,7 @@ def test_collections_class_image_and_more_like_this(
     expect(page.locator("h1")).to_have_text("lemon")
     large = page.locator(".image-large img")
     expect(large).to_be_visible()
-    assert loaded_width(large) == 320  # the 1x source of a 64 px picture, resampled
+    assert loaded_width(large) == 320  # the 1x source of a 64 px image, resampled
     expect(page.get_by_text("3 of 38 in lemon")).to_be_visible()
     pictures_loaded(page)
     screenshots(page, "catalog-image")
@@ -143,7 +143,7 @@ def test_an_image_opened_from_results_can_be_described_there(
     page.get_by_role("button", name="Describe").click()
     card = page.locator("#describe-panel article.description")
     expect(card).to_have_count(1)
-    expect(card).to_contain_text(image.image_class.name)  # the card of this picture
+    expect(card).to_contain_text(image.image_class.name)  # the card of this image
     expect(card).to_be_in_viewport()
     description = Description.objects.get(query=query, image=image)
     expect(card).to_have_attribute("id", f"description-{description.pk}")
@@ -180,12 +180,12 @@ def test_the_catalog_pages_work_without_javascript(
     expect(page.get_by_label("Find a class")).to_be_hidden()  # a script's, hidden without one
     expect(page.locator("ul.classes > li")).to_have_count(4)
     page.get_by_role("link", name="lemon").click()
-    page.get_by_role("link", name="Show the next 14 pictures").click()
+    page.get_by_role("link", name="Show the next 14 images").click()
     expect(page).to_have_url(f"{live_server.url}/classes/{lemon.pk}/?page=2")
     expect(page.locator("ol.image-grid > li")).to_have_count(14)
-    page.wait_for_load_state("load")  # without scripts no picture is lazy: all have loaded
+    page.wait_for_load_state("load")  # without scripts no image is lazy: all have loaded
     screenshots(page, "catalog-class-page-2-no-js")
-    page.get_by_role("link", name="← Previous pictures").click()
+    page.get_by_role("link", name="← Previous images").click()
     expect(page.locator("ol.image-grid > li:not(.load-more)")).to_have_count(24)
 
     image = query.results.get(rank=1).image

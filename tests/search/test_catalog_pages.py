@@ -89,12 +89,12 @@ def a_description(query: SearchQuery, image: Image, text: str) -> Description:
 
 def test_collections_show_each_dataset_as_a_card_with_its_counts(auth_client, dataset_imported):
     page = html(auth_client.get(reverse("search:collections")))
-    # the synthetic set: 4 classes x (5 train + 3 val) + 4 test = 36 pictures
+    # the synthetic set: 4 classes x (5 train + 3 val) + 4 test = 36 images
     assert page.count('class="card dataset"') == 1
     assert '<h2 id="dataset-' in page
     assert ">tiny-imagenet-200</h2>" in page
     for label, value in [
-        ("Pictures", 36),
+        ("Images", 36),
         ("Classes", 4),
         ("Training", 20),
         ("Validation", 12),
@@ -148,7 +148,7 @@ def test_collections_say_what_search_covers_in_words_without_a_model_path(
 ):
     page = html(auth_client.get(reverse("search:collections")))
     model = Path(clip_settings.TINYRAG_CLIP_MODEL)
-    assert "You can search <strong>20 pictures</strong> from tiny-imagenet-200." in page
+    assert "You can search <strong>20 images</strong> from tiny-imagenet-200." in page
     assert f"matched by the model <strong>{model.name}</strong>" in page
     assert "The search index was last built on" in page
     assert str(model.parent) not in page
@@ -169,12 +169,12 @@ def test_before_the_index_is_built_collections_name_the_next_step(auth_client, d
     assert 'class="card setup-step"' in page
     assert "the search index has not been built yet" in page
     assert "What search looks through" not in page
-    assert 'class="card dataset"' in page  # the imported pictures are still shown
+    assert 'class="card dataset"' in page  # the imported images are still shown
 
 
 def test_with_nothing_imported_collections_show_the_first_step_only(auth_client):
     page = html(auth_client.get(reverse("search:collections")))
-    assert "no pictures have been imported yet" in page
+    assert "no images have been imported yet" in page
     assert 'class="card dataset"' not in page
     assert "download_dataset" not in page  # the old list of commands is gone
 
@@ -187,7 +187,7 @@ def test_class_page_shows_the_name_synonyms_count_and_its_images(auth_client, da
     page = html(auth_client.get(reverse("search:class", args=[shepherd.pk])))
     assert "<h1>German shepherd</h1>" in page
     assert "Also called: German shepherd dog, German police dog, alsatian." in page
-    assert "8 pictures · tiny-imagenet-200 · n02106662" in page
+    assert "8 images · tiny-imagenet-200 · n02106662" in page
     own = sorted(Image.objects.filter(image_class=shepherd).values_list("pk", flat=True))
     assert [int(pk) for pk in GRID_LINK.findall(page)] == own
     assert "Show the next" not in page  # one page holds them all
@@ -202,15 +202,15 @@ def test_class_pages_hold_24_images_and_link_to_the_next(auth_client, dataset_im
     assert [int(pk) for pk in GRID_LINK.findall(first)] == ids[:24]
     assert f'href="{url}?page=2"' in first
     assert f'hx-get="{url}?page=2"' in first
-    assert "Show the next 24 pictures" in first
+    assert "Show the next 24 images" in first
     assert "34 more to see" in first  # 58 - 24
 
     second = html(auth_client.get(url, {"page": 2}))  # without JavaScript: a whole page
     assert "<h1>lemon</h1>" in second
     assert [int(pk) for pk in GRID_LINK.findall(second)] == ids[24:48]
-    assert "Pictures 25 to 48 of 58" in second
+    assert "Images 25 to 48 of 58" in second
     assert f'href="{url}" rel="prev"' in second
-    assert "Show the next 10 pictures" in second
+    assert "Show the next 10 images" in second
 
     last = html(auth_client.get(url, {"page": 3}))
     assert [int(pk) for pk in GRID_LINK.findall(last)] == ids[48:]
@@ -280,7 +280,7 @@ def test_image_page_shows_the_picture_its_class_and_what_to_do_next(auth_client,
     assert "<h1>German shepherd</h1>" in page
     assert "Also called: German shepherd dog, German police dog, alsatian." in page
     split = {"train": "training set", "val": "validation set"}[image.split]
-    assert f"tiny-imagenet-200 · {split} · n02106662 · picture #{image.pk}" in page
+    assert f"tiny-imagenet-200 · {split} · n02106662 · image #{image.pk}" in page
     assert f'action="{reverse("search:similar", args=[image.pk])}"' in page
     assert f'href="{reverse("search:class", args=[shepherd.pk])}">Browse German shepherd' in page
     assert "3 of 8 in German shepherd" in page
@@ -307,7 +307,7 @@ def test_the_browse_link_opens_the_class_page_that_holds_the_image(auth_client, 
 def test_an_unlabelled_image_has_a_page_without_a_class(auth_client, dataset_imported):
     image = Image.objects.filter(split="test").first()
     page = html(auth_client.get(reverse("search:image", args=[image.pk])))
-    assert "<h1>Unlabelled picture</h1>" in page
+    assert "<h1>Unlabelled image</h1>" in page
     assert "from the test set, which has no labels" in page
     assert "Browse " not in page
 

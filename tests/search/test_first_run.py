@@ -163,7 +163,7 @@ def render(step, *, staff: bool, debug: bool, settings) -> str:
 def test_the_card_names_the_problem_and_shows_the_steps_in_order(settings):
     html = render(STEP, staff=False, debug=False, settings=settings)
     assert "Search is not ready yet: the search model has not been downloaded yet." in html
-    positions = [html.index(label) for label in ("Import the pictures", "Download the search")]
+    positions = [html.index(label) for label in ("Import the images", "Download the search")]
     assert positions == sorted(positions)
     assert html.index("Build the search index") > positions[1]
     assert html.count("status-done") == 1
@@ -192,7 +192,7 @@ def test_nothing_is_rendered_when_search_is_ready(settings):
 
 def test_the_real_step_renders_for_a_dataset_missing(empty_site, settings):
     html = render(first_missing_step(), staff=True, debug=False, settings=settings)
-    assert "no pictures have been imported yet." in html
+    assert "no images have been imported yet." in html
     assert "bootstrap --archive ~/Downloads/tiny-imagenet-200.zip" in html
     assert django_settings.DEBUG is False
 

@@ -49,7 +49,7 @@ def test_search_page_without_index_says_what_to_run(auth_client, settings, tmp_p
     clear_index_services()
     html = auth_client.get(reverse("search:home")).content.decode()
     # the first missing step (search.ops.health), not a command that fails as typed
-    assert "Search is not ready yet: no pictures have been imported yet." in html
+    assert "Search is not ready yet: no images have been imported yet." in html
     assert 'id="search-form"' not in html
 
 

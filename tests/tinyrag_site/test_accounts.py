@@ -120,7 +120,7 @@ def test_collections_lists_imported_datasets(auth_client, prepared_root):
 
 def test_collections_without_data_names_the_first_missing_step(auth_client, admin_client):
     html = auth_client.get(reverse("search:collections")).content.decode()
-    assert "Search is not ready yet: no pictures have been imported yet." in html
+    assert "Search is not ready yet: no images have been imported yet." in html
     assert "manage.py bootstrap" not in html  # commands are for whoever runs the server
     staff = admin_client.get(reverse("search:collections")).content.decode()
     assert "manage.py bootstrap" in staff
@@ -150,7 +150,7 @@ def test_home_without_data_or_index_names_the_dataset_step_first(admin_client, s
     settings.TINYRAG_INDEX_DIR = tmp_path
     clear_index_services()
     html = admin_client.get(reverse("search:home")).content.decode()
-    assert "Search is not ready yet: no pictures have been imported yet." in html
+    assert "Search is not ready yet: no images have been imported yet." in html
     assert "manage.py bootstrap" in html
     assert "build_index" not in html  # not the index: the dataset is what is missing first
 
