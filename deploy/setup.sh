@@ -17,7 +17,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 # The install's inputs, as one hash; the stamp of an install with extras "X" is .installed-X.
-inputs() { cat pyproject.toml deploy/constraints.txt deploy/setup.sh | sha256sum | cut -d' ' -f1; }
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }  # macOS has shasum
+inputs() { cat pyproject.toml deploy/constraints.txt deploy/setup.sh | sha256 | cut -d' ' -f1; }
 stamp_ok() { [ -f "$VENV/.installed-$1" ] && [ "$(cat "$VENV/.installed-$1")" = "$(inputs)" ]; }
 wanted=${extras:-app}
 # The dev extras include the app: either stamp will do for a plain install.

@@ -66,7 +66,9 @@ def stale_datasets(dataset_ids: Iterable[int] | None = None) -> list[int]:
     First the whole tables' COUNT(*) against the sums of what is stored (under a millisecond
     for 120k images on SQLite): rows are only ever added unrecorded by nothing (imports and
     single saves recount), so equal sums mean nothing was deleted behind the counts' back.
-    Only then per dataset: one GROUP BY over an indexed column per table (about 10 ms)."""
+    Only then per dataset: one GROUP BY over an indexed column per table (about 10 ms).
+    Totals cannot see an image moved to another split or class by QuerySet.update(): nothing
+    does that today; whatever starts to must call refresh_counts()."""
     sums = Dataset.objects.aggregate(
         classes=Sum("class_count"), images=Sum(F("train_count") + F("val_count") + F("test_count"))
     )

@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 from django.core.paginator import InvalidPage, Page, Paginator
-from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
@@ -18,8 +17,7 @@ from django.views.decorators.http import require_GET
 from search.catalog import selectors
 from search.catalog.models import Dataset, Image, ImageClass
 from search.catalog.services import THUMBNAIL_SIDE, THUMBNAIL_SIZES, thumbnail_jpeg
-from search.descriptions.models import Description
-from search.descriptions.selectors import descriptions_enabled
+from search.descriptions.selectors import descriptions_enabled, image_descriptions
 from search.index.selectors import index_status, is_published
 from search.ops.health import first_missing_step
 from search.queries.models import SearchQuery
@@ -180,16 +178,6 @@ def _query_of_this_image(request: HttpRequest, image: Image) -> SearchQuery | No
     return None
 
 
-def own_descriptions_of(*, user, image: Image) -> QuerySet[Description]:
-    """The user's own descriptions of this image (through their queries), newest first;
-    never another user's."""
-    return (
-        Description.objects.filter(query__user=user, image=image)
-        .select_related("image__image_class")
-        .order_by("-created_at", "-id")
-    )
-
-
 @require_GET
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
@@ -198,7 +186,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such image in the collection.") from None
     position = selectors.image_position_in_class(image)
     query = _query_of_this_image(request, image)
-    descriptions = own_descriptions_of(user=request.user, image=image)[:DESCRIPTIONS_SHOWN]
+    descriptions = image_descriptions(user=request.user, image=image)[:DESCRIPTIONS_SHOWN]
     return render(
         request,
         "search/image.html",

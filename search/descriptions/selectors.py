@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from search.catalog.models import Image
 from search.descriptions.models import Description
 from search.ml.registry import describer_enabled
 from search.queries.models import SearchQuery
@@ -38,3 +39,13 @@ def latest_descriptions(*, user, query: SearchQuery) -> dict[int | None, Descrip
 def descriptions_enabled() -> bool:
     """Whether Describe buttons are shown: the one decision, `search.ml.registry`'s."""
     return describer_enabled()
+
+
+def image_descriptions(*, user, image: Image) -> QuerySet[Description]:
+    """The user's own descriptions of a collection image (through their queries), newest
+    first; never another user's."""
+    return (
+        Description.objects.filter(query__user=user, image=image)
+        .select_related("image__image_class")
+        .order_by("-created_at", "-id")
+    )

@@ -27,7 +27,7 @@ from search.ml.device import Precision, configure_cpu_threads
 from search.ml.errors import first_line
 from search.ml.images import to_rgb
 from search.ml.local import LocalModel
-from search.ml.names import SENTENCE_TRANSFORMERS_ORG
+from search.ml.names import SENTENCE_TRANSFORMERS_MARKER, SENTENCE_TRANSFORMERS_ORG
 
 if TYPE_CHECKING:
     from transformers.image_processing_base import ImageProcessingMixin
@@ -87,7 +87,7 @@ class SentenceTransformerEmbedder(LocalModel):
     """
 
     default_setting = "TINYRAG_TEXT_MODEL"
-    marker = "modules.json"  # sentence-transformers' own file; plain HF folders load too
+    marker = SENTENCE_TRANSFORMERS_MARKER  # plain HF folders load too
     bare_name_org = SENTENCE_TRANSFORMERS_ORG
 
     def __init__(

@@ -7,6 +7,8 @@ from pathlib import Path, PurePosixPath
 
 # The hub organisation of bare sentence-transformers names ("clip-ViT-B-32").
 SENTENCE_TRANSFORMERS_ORG = "sentence-transformers"
+# sentence-transformers' own file at a model folder's root (a hub snapshot or a local copy)
+SENTENCE_TRANSFORMERS_MARKER = "modules.json"
 
 
 def looks_like_path(model_id: str) -> bool:

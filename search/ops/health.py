@@ -23,7 +23,7 @@ from search.index.service import SearchIndexError, get_index_service
 from search.ml import registry
 from search.ml.errors import ModelError
 from search.ml.local import UnusableModelId, locate_model
-from search.ml.names import SENTENCE_TRANSFORMERS_ORG
+from search.ml.names import SENTENCE_TRANSFORMERS_MARKER, SENTENCE_TRANSFORMERS_ORG
 from search.ops.jobs import waiting_tasks
 
 logger = logging.getLogger(__name__)
@@ -141,10 +141,7 @@ ALTERNATIVE_INTROS = {
     "dataset": "Or, with tiny-imagenet-200.zip already downloaded (no download):",
     "index": "Or, to index every train image (slower):",
 }
-# sentence-transformers' own file at a snapshot's root: how the CLIP embedders find a cached
-# hub model (search/ml/clip.py SentenceTransformerEmbedder.marker; that module imports torch).
-SENTENCE_TRANSFORMERS_MARKER = "modules.json"
-QUICK_INDEX_PER_CLASS = 50  # bootstrap's default (search/ops/management/commands/bootstrap.py)
+QUICK_INDEX_PER_CLASS = 50  # train images per class of a first index: bootstrap's default too
 
 
 @dataclass(frozen=True)

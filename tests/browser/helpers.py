@@ -39,12 +39,18 @@ def screenshots(page, name: str) -> None:
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
-def log_in_new_user(page, live_server, django_user_model, username: str, **extra):
-    """A user made for the test (extra: is_staff=True...), logged in through the login page."""
-    user = django_user_model.objects.create_user(username, password=PASSWORD, **extra)
+def log_in(page, live_server, username: str) -> None:
+    """Log a user whose password is PASSWORD in through the login page (with or without
+    JavaScript: it is a plain form)."""
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def log_in_new_user(page, live_server, django_user_model, username: str, **extra):
+    """A user made for the test (extra: is_staff=True...), logged in through the login page."""
+    user = django_user_model.objects.create_user(username, password=PASSWORD, **extra)
+    log_in(page, live_server, username)
     return user

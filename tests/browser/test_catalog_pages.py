@@ -13,7 +13,7 @@ from search.catalog.counts import refresh_counts
 from search.catalog.models import Image, ImageClass
 from search.descriptions.models import Description
 from search.queries.models import SearchQuery
-from tests.browser.helpers import PASSWORD, log_in_new_user, screenshots
+from tests.browser.helpers import PASSWORD, log_in, log_in_new_user, screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -171,10 +171,7 @@ def test_the_catalog_pages_work_without_javascript(
     query = text_search(user=user, text="lemon", top_k=5)
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "noor")
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server, "noor")
 
     page.goto(f"{live_server.url}/collections/")
     expect(page.get_by_label("Find a class")).to_be_hidden()  # a script's, hidden without one

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun
-from tests.browser.helpers import PASSWORD, PHONE, log_in_new_user, screenshots
+from tests.browser.helpers import PASSWORD, PHONE, log_in, log_in_new_user, screenshots
 from tests.evaluation.conftest import publish_catalog
 from tests.evaluation.test_views import make_run
 
@@ -147,10 +147,7 @@ def test_without_javascript_the_estimate_and_the_cancel_are_plain_posts(
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     user = django_user_model.objects.create_user("tomas", password=PASSWORD, is_staff=True)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "tomas")
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server, "tomas")
 
     page.goto(f"{live_server.url}/evaluation/")
     page.select_option("#id_mode", "text")

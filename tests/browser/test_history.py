@@ -10,7 +10,7 @@ import pytest
 
 from search.queries import services
 from search.queries.models import SearchQuery
-from tests.browser.helpers import PASSWORD, PHONE, log_in_new_user, screenshots
+from tests.browser.helpers import PASSWORD, PHONE, log_in, log_in_new_user, screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -168,11 +168,7 @@ def test_without_javascript_every_confirm_is_a_page(
     made = history_of(user)
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "ines")
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    log_in(page, live_server, "ines")
 
     # the filter form is a plain GET form
     page.goto(f"{live_server.url}/history/")

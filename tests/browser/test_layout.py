@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import PHONE, horizontal_overflow, log_in_new_user, screenshots
+from tests.browser.helpers import (
+    PASSWORD,
+    PHONE,
+    horizontal_overflow,
+    log_in,
+    log_in_new_user,
+    screenshots,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -76,13 +83,10 @@ def test_without_javascript_the_phone_navigation_is_open_and_wraps(
 ):
     from playwright.sync_api import expect
 
-    django_user_model.objects.create_user("jo", password="a-long-unusual-passphrase-9")
+    django_user_model.objects.create_user("jo", password=PASSWORD)
     context = browser.new_context(java_script_enabled=False, viewport=PHONE)
     page = context.new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "jo")
-    page.fill("#id_password", "a-long-unusual-passphrase-9")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server, "jo")
     page.goto(f"{live_server.url}/collections/")
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
     nav = page.locator("#site-nav")

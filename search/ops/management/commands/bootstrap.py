@@ -26,8 +26,9 @@ from search.catalog.datasets.tinyimagenet import ARCHIVE_NAME, DIR_NAME
 from search.catalog.models import Image
 from search.catalog.selectors import collection_size
 from search.index.selectors import is_published
+from search.ops.health import QUICK_INDEX_PER_CLASS
 
-DEFAULT_LIMIT = 50
+DEFAULT_LIMIT = QUICK_INDEX_PER_CLASS
 STAMP_NAME = ".bootstrap-stamp.json"
 STAMPED_STEPS = ("prepare", "check", "import")  # what a current stamp skips
 
