@@ -258,10 +258,15 @@ def test_missing_model_is_a_clear_error(imported, clip_settings, tmp_path):
         build()
 
 
-def test_home_page_describes_the_published_index(imported, clip_settings, auth_client):
+def test_home_page_describes_the_published_index(imported, clip_settings, auth_client, user):
     build()
     html = auth_client.get("/collections/").content.decode()
-    assert "Index <strong>tiny</strong>: 20 images of tiny-imagenet-200 (train)" in html
+    assert "You can search <strong>20 images</strong> from tiny-imagenet-200." in html
+    assert "Index <strong>tiny</strong>" not in html  # the index's internals are for staff
+    user.is_staff = True
+    user.save()
+    html = auth_client.get("/collections/").content.decode()
+    assert "Staff: index <strong>tiny</strong>: 20 images of tiny-imagenet-200 (train)" in html
 
 
 @pytest.mark.parametrize(
