@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.functions import Lower
 
 from search.catalog.counts import ensure_current_counts
@@ -107,11 +107,12 @@ class ClassPosition:
 
 
 def get_class(*, class_id: int) -> ImageClass:
-    """One class with its dataset and `image_count` (all splits); ImageClass.DoesNotExist if
-    none. Classes, like images, are every user's to see."""
+    """One class with its dataset and `image_count` (all splits, stored, as class_overview
+    gives it); ImageClass.DoesNotExist if none. Classes, like images, are every user's to see."""
+    ensure_current_counts()
     return (
         ImageClass.objects.select_related("dataset")
-        .annotate(image_count=Count("images"))
+        .annotate(image_count=F("image_total"))
         .get(pk=class_id)
     )
 

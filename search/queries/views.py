@@ -150,7 +150,7 @@ class SearchForm(forms.Form):
         }
 
 
-def _page_context(request: HttpRequest, form: SearchForm | None = None, **extra) -> dict:
+def _page_context(form: SearchForm | None = None, **extra) -> dict:
     status = index_status(load=True)
     dataset = status.manifest.dataset if status.manifest else None
     return {
@@ -201,7 +201,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     """The search page; for a signed-out visitor, the landing page that says what this is."""
     if not request.user.is_authenticated:
         return render(request, "landing.html", {"descriptions_enabled": descriptions_enabled()})
-    return render(request, "search/page.html", _page_context(request))
+    return render(request, "search/page.html", _page_context())
 
 
 @require_POST
@@ -234,7 +234,7 @@ def run_search(request: HttpRequest) -> HttpResponse:
                 response["HX-Push-Url"] = reverse("search:query", args=[query.pk])
                 return response
             return redirect("search:query", pk=query.pk)
-    context = _page_context(request, form, error=error)
+    context = _page_context(form, error=error)
     if request.htmx:
         return render(request, "search/page.html#results", context)
     return render(request, "search/page.html", context, status=503 if error else 400)
@@ -288,7 +288,7 @@ def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "search/query.html",
         {
-            **_page_context(request),
+            **_page_context(),
             **_result_context(request, query, page=number, through=True),
         },
     )
