@@ -36,6 +36,11 @@ class EvaluationRun(models.Model):
     configuration = models.JSONField(
         default=dict, blank=True, help_text="split, sample, seed, ks, RAG contexts, prompt..."
     )
+    language = models.CharField(
+        max_length=8,
+        default="en",
+        help_text="Language of the text queries and descriptions (search/languages.py).",
+    )
     index_name = models.CharField(max_length=100)
     index_manifest = models.JSONField(default=dict, blank=True)
     model_ids = models.JSONField(default=dict, blank=True, help_text="role -> model id")

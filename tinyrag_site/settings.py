@@ -125,6 +125,8 @@ MIDDLEWARE = [
     # static files straight from the app server, compressed and cache-busted
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # the page language: cookie, else Accept-Language (after sessions, before common)
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -232,7 +234,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "search:home"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# Pages in English or Bahasa Indonesia (search/languages.py): a signed-in user's own choice,
+# else the language cookie set by the switcher, else the browser's Accept-Language.
+# https://docs.djangoproject.com/en/5.2/topics/i18n/translation/#how-django-discovers-language-preference
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -9,6 +9,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from search.catalog.datasets.roots import root_problem
+from search.languages import ENGLISH, page_language
 
 
 class Dataset(models.Model):
@@ -49,6 +50,14 @@ class ImageClass(models.Model):
     wnid = models.CharField("WordNet id", max_length=64)
     name = models.CharField(max_length=255, help_text="The first synonym.")
     names = models.JSONField(default=list, help_text="All synonyms, in words.txt order.")
+    # The class in other page languages (search/languages.py), loaded by import_dataset:
+    # {"id": {"name": "kucing mesir", "synonyms": ["kucing mesir", ...], "source": "..."}}.
+    # `name`/`names` above are the English ones.
+    translations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='language -> {"name", "synonyms" (the name first), "source"}',
+    )
     # Images of the class, all splits, stored like Dataset's counts (selectors give it to
     # readers as `image_count`).
     image_total = models.PositiveIntegerField(default=0, editable=False)
@@ -64,6 +73,27 @@ class ImageClass(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.wnid})"
+
+    def name_in(self, language: str | None = None) -> str:
+        """The class's name in `language` (default: the page's), English where it has none."""
+        return self.names_in(language)[0]
+
+    def names_in(self, language: str | None = None) -> list[str]:
+        """The class's name and synonyms in `language` (default: the page's), the name first;
+        the English ones where it has none in that language."""
+        language = page_language(language)
+        if language != ENGLISH:
+            translated = (self.translations or {}).get(language) or {}
+            synonyms = [s for s in translated.get("synonyms") or [] if s]
+            name = translated.get("name") or (synonyms[0] if synonyms else "")
+            if name:
+                return [name, *(s for s in synonyms if s != name)]
+        return [self.name, *(n for n in self.names or [] if n != self.name)]
+
+    @property
+    def display_name(self) -> str:
+        """The name pages show: in the active page language."""
+        return self.name_in()
 
 
 class Image(models.Model):

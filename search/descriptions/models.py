@@ -43,6 +43,11 @@ class Description(models.Model):
     model = models.CharField(max_length=255)
     prompt_version = models.CharField(max_length=32)
     context_mode = models.CharField(max_length=16, choices=Context.choices)
+    language = models.CharField(
+        max_length=8,
+        default="en",
+        help_text="Page language (search/languages.py) it is written in; reused only in it.",
+    )
     context = models.JSONField(default=dict, blank=True)
     prompt = models.TextField(blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
@@ -70,7 +75,14 @@ class Description(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(
-                fields=["image_key", "context_mode", "model", "prompt_version", "status"],
+                fields=[
+                    "image_key",
+                    "context_mode",
+                    "model",
+                    "prompt_version",
+                    "language",
+                    "status",
+                ],  # fmt: skip
                 name="description_reuse_idx",
             ),
             models.Index(fields=["status", "updated_at"], name="description_stall_idx"),

@@ -35,6 +35,22 @@ class SearchQuery(models.Model):
     source_image = models.ForeignKey(
         Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="similar_queries"
     )
+    # How a text query was read (search.queries.routing); blank for image queries.
+    language = models.CharField(
+        max_length=16, blank=True, help_text="ISO 639-1 code of the language the text was read in."
+    )
+    language_chosen = models.BooleanField(
+        default=False, help_text="On: the user chose the language; off: it was detected."
+    )
+    route = models.CharField(
+        max_length=16, blank=True, help_text="Text route that embedded it: clip, multilingual..."
+    )
+    embedded_text = models.CharField(
+        max_length=TEXT_MAX_LENGTH,
+        blank=True,
+        help_text="What the encoder got: the subject without leading search verbs, or its "
+        "English translation (before CLIP's prompt template).",
+    )
     top_k = models.PositiveSmallIntegerField()
     filters = models.JSONField(default=dict, blank=True)
     encoder = models.CharField(max_length=255, help_text="Model that embedded the query.")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-from collections import Counter
-from dataclasses import dataclass
 from http import HTTPStatus
 
 from django import forms
@@ -17,6 +15,7 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from search.catalog.choices import class_options
 from search.catalog.selectors import class_choices
 from search.catalog.views import IMAGE_CACHE_SECONDS
 from search.descriptions.selectors import descriptions_enabled, latest_descriptions
@@ -33,36 +32,6 @@ from tinyrag_site.throttling import rate_limited
 
 PERCENT = 100  # the page shows similarity as cosine x 100 (a percentage); services take cosine
 CLASS_TEXT_MAX_LENGTH = 200  # what the class box takes: a class name, never a document
-
-
-@dataclass(frozen=True)
-class ClassOptions:
-    """The class picker's entries, in the order given (by name, as people read): each class by
-    its name, or "name (wnid)" where two classes share a name."""
-
-    entries: list[tuple[str, str]]  # (label, wnid)
-
-    def __iter__(self):
-        return iter(self.entries)
-
-    def wnid_of(self, typed: str) -> str | None:
-        """A label typed in any case, or a wnid as sent by a link or an old form."""
-        wanted = typed.casefold()
-        for label, wnid in self.entries:
-            if wanted in (label.casefold(), wnid.casefold()):
-                return wnid
-        return None
-
-
-def class_options(classes) -> ClassOptions:
-    classes = list(classes)
-    names = Counter(c.name.casefold() for c in classes)
-    return ClassOptions(
-        [
-            (c.name if names[c.name.casefold()] == 1 else f"{c.name} ({c.wnid})", c.wnid)
-            for c in classes
-        ]
-    )
 
 
 class SearchForm(forms.Form):

@@ -99,8 +99,8 @@ def test_a_filtered_search_names_the_class_not_its_wnid(auth_client, user, searc
 
 
 def test_two_classes_of_one_name_are_told_apart_by_wnid():
+    from search.catalog.choices import class_options
     from search.catalog.models import ImageClass
-    from search.queries.views import class_options
 
     classes = [
         ImageClass(wnid="n1", name="crane"),
