@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from search.catalog.datasets.roots import root_problem
 from search.languages import ENGLISH, page_language
@@ -15,7 +17,7 @@ from search.languages import ENGLISH, page_language
 class Dataset(models.Model):
     class Source(models.TextChoices):
         TINYIMAGENET = "tinyimagenet", "TinyImageNet"
-        IMAGEFOLDER = "imagefolder", "Image folder"
+        IMAGEFOLDER = "imagefolder", _("Image folder")
 
     name = models.SlugField(max_length=100, unique=True)
     root = models.CharField(max_length=1024, help_text="Absolute path of the prepared dataset.")
@@ -98,9 +100,10 @@ class ImageClass(models.Model):
 
 class Image(models.Model):
     class Split(models.TextChoices):
-        TRAIN = "train", "train"
-        VAL = "val", "val"
-        TEST = "test", "test"
+        # The labels stay as they were in the migrations: only their translations differ.
+        TRAIN = "train", pgettext_lazy("dataset split", "train")
+        VAL = "val", pgettext_lazy("dataset split", "val")
+        TEST = "test", pgettext_lazy("dataset split", "test")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
     split = models.CharField(max_length=8, choices=Split.choices)

@@ -34,21 +34,21 @@ def collection_size() -> CollectionSize:
 
 
 def class_choices(dataset_name: str | None) -> QuerySet[ImageClass]:
-    """The classes of the indexed dataset sorted for people (case-insensitive by name, then
-    wnid), for the class filter; none without one."""
+    """The classes of the indexed dataset sorted for people (case-insensitive by English name,
+    then wnid), for the class filter; none without one. The picker (choices.class_options)
+    orders them again by their names in the page language."""
     classes = ImageClass.objects.order_by(Lower("name"), "wnid")
     return classes.filter(dataset__name=dataset_name) if dataset_name else classes.none()
 
 
-def class_overview(dataset: Dataset) -> QuerySet[ImageClass]:
+def class_overview(dataset: Dataset, language: str | None = None) -> list[ImageClass]:
     """The classes of one dataset with `image_count` (all splits, stored), sorted for people
-    (case-insensitive by name, then wnid): the "browse classes" list."""
+    by their names in `language` (default: the page's; case-insensitive, then wnid): the
+    "browse classes" list. Sorted here, not in SQL, as the names live in JSON (a dataset has
+    hundreds of classes, not millions)."""
     ensure_current_counts([dataset.pk])
-    return (
-        ImageClass.objects.filter(dataset=dataset)
-        .annotate(image_count=F("image_total"))
-        .order_by(Lower("name"), "wnid")
-    )
+    classes = ImageClass.objects.filter(dataset=dataset).annotate(image_count=F("image_total"))
+    return sorted(classes, key=lambda c: (c.name_in(language).casefold(), c.wnid))
 
 
 def classes_with_counts() -> QuerySet[ImageClass]:

@@ -12,6 +12,7 @@ from django.core.paginator import InvalidPage, Page, Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from search.catalog import selectors
@@ -19,6 +20,7 @@ from search.catalog.models import Dataset, Image, ImageClass
 from search.catalog.services import THUMBNAIL_SIDE, THUMBNAIL_SIZES, thumbnail_jpeg
 from search.descriptions.selectors import descriptions_enabled, image_descriptions
 from search.index.selectors import index_status, is_published
+from search.languages import ENGLISH, INDONESIAN, PAGE_LANGUAGES, page_language
 from search.ops.health import first_missing_step
 from search.queries.models import SearchQuery
 from search.queries.selectors import get_query
@@ -35,9 +37,9 @@ def _image_path(pk: int) -> Path:
     try:
         return selectors.image_file(image_id=pk)
     except Image.DoesNotExist:
-        raise Http404("No such image.") from None
+        raise Http404(_("No such image.")) from None
     except FileNotFoundError:
-        raise Http404("Image file not found.") from None
+        raise Http404(_("Image file not found.")) from None
 
 
 @login_or_token_required
@@ -56,13 +58,13 @@ def image_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     size = _thumbnail_size(request.GET.get("size"))
     if size is None:
         allowed = ", ".join(map(str, THUMBNAIL_SIZES))
-        message = f"The thumbnail size must be one of {allowed} (pixels)."
+        message = _("The thumbnail size must be one of %(sizes)s (pixels).") % {"sizes": allowed}
         return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
     path = _image_path(pk)
     try:
         jpeg = thumbnail_jpeg(path=path, size=size)
     except OSError:
-        raise Http404("Image file cannot be read.") from None
+        raise Http404(_("Image file cannot be read.")) from None
     response = HttpResponse(jpeg, content_type="image/jpeg")
     patch_cache_control(response, private=True, max_age=IMAGE_CACHE_SECONDS)
     return response
@@ -91,6 +93,17 @@ class DatasetCard:
     @property
     def classes_open(self) -> bool:
         return len(self.classes) <= OPEN_CLASS_LIST_UP_TO
+
+    @property
+    def rows(self) -> list[tuple[ImageClass, str]]:
+        """Each class with what the page's filter box matches: every name and synonym in
+        both page languages and the wnid, lower case."""
+        return [(c, _filter_text(c)) for c in self.classes]
+
+
+def _filter_text(image_class: ImageClass) -> str:
+    names = [n for language in PAGE_LANGUAGES for n in image_class.names_in(language)]
+    return " ".join([*dict.fromkeys(names), image_class.wnid]).lower()
 
 
 def _built_at(created_at: str) -> datetime | None:
@@ -129,15 +142,28 @@ def _class_page(request: HttpRequest, image_class: ImageClass) -> Page:
         return paginator.page(request.GET.get("page", 1))
     except InvalidPage:
         raise Http404(
-            f"This class has no such page: its images are on pages 1 to {paginator.num_pages}."
+            _("This class has no such page: its images are on pages 1 to %(last)s.")
+            % {"last": paginator.num_pages}
         ) from None
 
 
 def _synonyms(image_class: ImageClass | None) -> list[str]:
-    """The class's other names (words.txt lists the name shown first)."""
+    """The class's other names in the page language (the name shown comes first)."""
     if image_class is None:
         return []
-    return [name for name in image_class.names if name != image_class.name]
+    return image_class.names_in()[1:]
+
+
+def _name_in_other_language(image_class: ImageClass | None) -> dict:
+    """`other_name`: the class's name in the page language it is not shown in (English on an
+    Indonesian page, Indonesian on an English one) when it has one that differs, else "";
+    `other_language`: that language."""
+    other = ENGLISH if page_language() == INDONESIAN else INDONESIAN
+    if image_class is None:
+        return {"other_name": "", "other_language": other}
+    name = image_class.name_in(other)
+    same = name.casefold() == image_class.display_name.casefold()
+    return {"other_name": "" if same else name, "other_language": other}
 
 
 @require_GET
@@ -145,11 +171,12 @@ def class_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         image_class = selectors.get_class(class_id=pk)
     except ImageClass.DoesNotExist:
-        raise Http404("No such class in the collection.") from None
+        raise Http404(_("No such class in the collection.")) from None
     page = _class_page(request, image_class)
     context = {
         "image_class": image_class,
         "synonyms": _synonyms(image_class),
+        **_name_in_other_language(image_class),
         "page": page,
         "remaining": page.paginator.count - page.end_index(),  # after this page's images
         "next_count": min(CLASS_PAGE_SIZE, page.paginator.count - page.end_index()),
@@ -183,7 +210,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         image = selectors.get_image(image_id=pk)
     except Image.DoesNotExist:
-        raise Http404("No such image in the collection.") from None
+        raise Http404(_("No such image in the collection.")) from None
     position = selectors.image_position_in_class(image)
     query = _query_of_this_image(request, image)
     descriptions = image_descriptions(user=request.user, image=image)[:DESCRIPTIONS_SHOWN]
@@ -194,6 +221,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "image": image,
             "image_class": image.image_class,
             "synonyms": _synonyms(image.image_class),
+            **_name_in_other_language(image.image_class),
             "position": position,
             "class_page": (position.number - 1) // CLASS_PAGE_SIZE + 1 if position else None,
             "query": query,

@@ -192,3 +192,52 @@ def test_the_catalog_pages_work_without_javascript(
     expect(page).to_have_url(f"{live_server.url}/descriptions/{description.pk}/")
     screenshots(page, "catalog-described-no-js")
     context.close()
+
+
+def test_the_catalog_pages_in_bahasa_indonesia(
+    page, live_server, search_index, django_user_model, csp_violations
+):
+    """With the page language Indonesian (the language cookie), every class is named in
+    Indonesian; the filter box finds a class by a name in either language. Located by
+    structure, not by the interface's words, which the Indonesian catalogue translates."""
+    from django.conf import settings
+    from playwright.sync_api import expect
+
+    log_in_new_user(page, live_server, django_user_model, "sari")
+    page.context.add_cookies(
+        [{"name": settings.LANGUAGE_COOKIE_NAME, "value": "id", "url": live_server.url}]
+    )
+    cat = ImageClass.objects.get(wnid="n02124075")
+
+    page.goto(f"{live_server.url}/collections/")
+    classes = page.locator("section.dataset ul.classes > li")
+    # by hand from search/catalog/data/tinyimagenet-200-id.tsv, in Indonesian order
+    expect(classes.locator("a")).to_have_text(
+        ["anjing herder", "gulungan pancing", "kucing mesir", "lemon"]
+    )
+    pictures_loaded(page)
+    screenshots(page, "catalog-collections-id")
+    box = page.locator(".class-filter input[type=search]")
+    for typed in ("MESIR", "egyptian", "n02124075"):  # Indonesian, English, the wnid
+        box.fill(typed)
+        expect(classes.filter(visible=True)).to_have_count(1)
+        expect(classes.filter(visible=True)).to_contain_text("kucing mesir")
+    box.fill("alsatian")  # an English synonym of the German shepherd
+    expect(classes.filter(visible=True)).to_have_text(["anjing herder 8"])
+    box.fill("")
+    classes.locator("a", has_text="kucing mesir").click()
+
+    expect(page).to_have_url(f"{live_server.url}/classes/{cat.pk}/")
+    expect(page.locator("h1")).to_have_text("kucing mesir")
+    expect(page.locator(".synonyms")).to_contain_text("mau mesir")
+    expect(page.locator(".other-language")).to_contain_text("Egyptian cat")
+    pictures_loaded(page)
+    screenshots(page, "catalog-class-id")
+
+    page.locator("ol.image-grid > li a").first.click()
+    expect(page.locator("h1")).to_have_text("kucing mesir")
+    expect(page.locator(".breadcrumbs li").nth(1)).to_have_text("kucing mesir")
+    expect(page.locator(".image-large img")).to_have_attribute("alt", "kucing mesir")
+    pictures_loaded(page)
+    screenshots(page, "catalog-image-id")
+    assert csp_violations == []

@@ -175,3 +175,31 @@ def test_a_root_outside_the_allowed_folders_is_refused(prepared_root, settings, 
     with pytest.raises(CommandError, match="The root must lie in"):
         run(prepared_root)  # its images would never be served
     assert not Dataset.objects.exists()
+
+
+# --- the class names in Bahasa Indonesia (search/catalog/data) -------------------------------
+
+
+def test_import_loads_the_indonesian_names_and_a_rerun_restores_them(prepared_root, capsys):
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0", verbosity=0)
+    cat = ImageClass.objects.get(wnid="n02124075")
+    assert cat.translations == {
+        "id": {
+            "name": "kucing mesir",
+            "synonyms": ["kucing mesir", "mau mesir"],
+            "source": "tinyrag",
+        }
+    }
+    shepherd = ImageClass.objects.get(wnid="n02106662")
+    assert shepherd.translations["id"]["synonyms"] == [
+        "anjing herder",
+        "herder",
+        "anjing gembala jerman",
+        "german shepherd",
+    ]
+    ImageClass.objects.filter(wnid="n02124075").update(translations={})
+
+    call_command("import_dataset", "--root", str(prepared_root), "--workers", "0")
+
+    assert "0 classes added, 1 updated" in capsys.readouterr().out
+    assert ImageClass.objects.get(wnid="n02124075").translations["id"]["name"] == "kucing mesir"

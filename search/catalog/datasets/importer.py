@@ -1,5 +1,9 @@
 """Load a collection's classes and images into the database, idempotently.
 
+Classes come with their names in English and Bahasa Indonesia (ImageClass.translations):
+TinyImageNet's from TinyRAG's table, an image folder's from its optional class_names.tsv
+(search/catalog/class_names.py); a re-import brings them up to date.
+
 `import_dataset` is the use case (import_dataset command, bootstrap): check where the folder
 lies, scan it in its format, then `import_scan` the result.
 """
@@ -106,15 +110,26 @@ def import_scan(
         if existing is None:
             new_classes.append(
                 ImageClass(
-                    dataset=dataset, wnid=entry.wnid, name=entry.name, names=list(entry.names)
+                    dataset=dataset,
+                    wnid=entry.wnid,
+                    name=entry.name,
+                    names=list(entry.names),
+                    translations=entry.translations,
                 )
             )
-        elif existing.names != list(entry.names) or existing.name != entry.name:
+        elif (existing.name, existing.names, existing.translations) != (
+            entry.name,
+            list(entry.names),
+            entry.translations,
+        ):
             existing.name, existing.names = entry.name, list(entry.names)
+            existing.translations = entry.translations  # the table or class_names.tsv rules
             changed.append(existing)
     with transaction.atomic():
         ImageClass.objects.bulk_create(new_classes, batch_size=BATCH_SIZE)
-        ImageClass.objects.bulk_update(changed, ["name", "names"], batch_size=BATCH_SIZE)
+        ImageClass.objects.bulk_update(
+            changed, ["name", "names", "translations"], batch_size=BATCH_SIZE
+        )
     report.classes_added, report.classes_updated = len(new_classes), len(changed)
     class_ids = dict(dataset.classes.values_list("wnid", "id"))
 

@@ -21,7 +21,10 @@ def is_image_name(name: str) -> bool:
 @dataclass(frozen=True)
 class ClassEntry:
     wnid: str
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # English, the name first
+    # Names in the other page languages, as ImageClass.translations holds them
+    # (search/catalog/class_names.py).
+    translations: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:

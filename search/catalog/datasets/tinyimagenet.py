@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from search.catalog.class_names import tinyimagenet_translations
 from search.catalog.datasets import DatasetError
 from search.catalog.datasets.layout import (
     JUNK_NAMES,
@@ -87,9 +88,11 @@ def read_val_annotations(root: Path) -> dict[str, str]:
 
 
 def read_classes(root: Path) -> list[ClassEntry]:
+    """The classes of wnids.txt with their English names (words.txt) and their Indonesian
+    ones (TinyRAG's table, search/catalog/data/tinyimagenet-200-id.tsv)."""
     wnids = read_wnids(root)
     words = read_words(root, wnids)
-    return [ClassEntry(w, words.get(w, ())) for w in wnids]
+    return [ClassEntry(w, words.get(w, ()), tinyimagenet_translations(w)) for w in wnids]
 
 
 # --- extraction ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Check a prepared TinyImageNet-200 folder: counts, unreadable files, mismatches, strays.
+"""Check a prepared TinyImageNet-200 folder: counts, unreadable files, mismatches, strays;
+or, with --format imagefolder, an image folder: unreadable files, strays and the bad lines of
+its class_names.tsv (search/catalog/class_names.py).
 
 Exit status 0 when complete and clean; 1 with the list of problems otherwise.
 """
@@ -11,7 +13,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from search.catalog.datasets.imagefolder import check_imagefolder
 from search.catalog.datasets.tinyimagenet import DIR_NAME, Expectations, check
+from search.catalog.models import Dataset
 from search.errors import ApplicationError
 from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
@@ -23,6 +27,13 @@ class Command(BaseCommand):
         defaults = Expectations()
         parser.add_argument(
             "--root", type=Path, help=f"Dataset folder (default: TINYRAG_DATA_DIR/{DIR_NAME})."
+        )
+        parser.add_argument(
+            "--format",
+            choices=[s.value for s in Dataset.Source],
+            default=Dataset.Source.TINYIMAGENET,
+            help="tinyimagenet (counts checked against the --expected-* options) or imagefolder "
+            "(<class>/<image> or <split>/<class>/<image>, with an optional class_names.tsv).",
         )
         parser.add_argument(
             "--json", action="store_true", help="Print the full report as JSON on stdout."
@@ -68,12 +79,19 @@ class Command(BaseCommand):
         )
         quiet = options["json"] or options["verbosity"] < 1
         try:
-            report = check(
-                root,
-                expect,
-                workers=options["workers"],
-                progress_factory=progress_factory(0 if quiet else 1),
-            )
+            if options["format"] == Dataset.Source.IMAGEFOLDER:
+                report = check_imagefolder(
+                    root,
+                    workers=options["workers"],
+                    progress_factory=progress_factory(0 if quiet else 1),
+                )
+            else:
+                report = check(
+                    root,
+                    expect,
+                    workers=options["workers"],
+                    progress_factory=progress_factory(0 if quiet else 1),
+                )
         except (ApplicationError, OSError) as exc:
             raise CommandError(str(exc)) from None
 

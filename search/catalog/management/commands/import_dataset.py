@@ -1,7 +1,8 @@
 """Import a prepared collection's classes and images into the database; safe to run again.
 
 A rerun adds only what is new. Rows whose files have gone are reported, and removed only
-with --prune. The work is search.catalog.datasets.importer.import_dataset.
+with --prune; class names (English and Indonesian) follow their sources. The work is
+search.catalog.datasets.importer.import_dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from search.ops.progress import DEFAULT_WORKERS, progress_factory
 
 
 class Command(BaseCommand):
-    help = "Load classes (wnid, names from words.txt) and images into the database."
+    help = (
+        "Load classes (wnid; English names from words.txt or the folder names, Indonesian ones "
+        "from TinyRAG's table or the folder's class_names.tsv) and images into the database."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
