@@ -1,7 +1,10 @@
 """The ML runtime: every model behind one shape and one lazy registry.
 
-- `registry`: the factories (`get_clip_embedder`, `get_text_embedder`, `get_describer`) and
-  `describer_enabled()`; models are created on first use, never at import.
+- `registry`: the factories (`get_clip_embedder`, `get_multilingual_embedder`,
+  `get_text_embedder`, `get_translator`, `get_describer`) and `describer_enabled()`; models are
+  created on first use, never at import.
+- `query_models`: which models searches take with the settings' text route (torch-free).
+- `translate`: the MarianMT translator of the translate route.
 - `base.InferenceModel`: the locked, idempotent `load()` that calls a subclass's `_load()`.
 - `local`: a model id read as a local directory or a hub snapshot in the cache (no network).
 - `clip`: the CLIP and text embedders (sentence-transformers); `batches`: the bulk input pipeline.

@@ -1,7 +1,8 @@
 """The process-wide model registry: every model is created lazily, once, on first use.
 
-Every factory lives here: `get_clip_embedder`, `get_text_embedder`, `get_describer`, and the
-one answer to "are descriptions enabled?" (`describer_enabled`). Nothing is built at import
+Every factory lives here: `get_clip_embedder`, `get_multilingual_embedder` (and
+`get_text_embedder`), `get_translator`, `get_describer`, and the one answer to "are
+descriptions enabled?" (`describer_enabled`). Nothing is built at import
 time or in AppConfig.ready(): a web worker that never embeds never pays for a model, and
 importing this module imports no torch. Keys carry everything that changes the model (id,
 device, precision, cache folder), so different settings (tests use override_settings) get
@@ -24,8 +25,9 @@ from search.ml.vlm.base import BACKENDS, Describer, VLMConfigurationError, pixel
 from search.ml.vlm.openai import OpenAIDescriber
 
 if TYPE_CHECKING:  # imported lazily below: importing this module must not import torch
-    from search.ml.clip import ClipEmbedder, TextEmbedder
+    from search.ml.clip import ClipEmbedder, SentenceTransformerEmbedder, TextEmbedder
     from search.ml.device import ComputeTarget
+    from search.ml.translate import Translator
 
 T = TypeVar("T")
 
@@ -89,13 +91,62 @@ def get_clip_embedder() -> ClipEmbedder:
     return _embedder(ClipEmbedder, settings.TINYRAG_CLIP_MODEL, "TINYRAG_CLIP_MODEL")
 
 
-def get_text_embedder() -> TextEmbedder:
-    """The query-text embedder: TINYRAG_TEXT_MODEL (multilingual) when set, else CLIP itself."""
+def get_multilingual_embedder() -> SentenceTransformerEmbedder:
+    """The multilingual text encoder of TINYRAG_TEXT_MODEL (the route of queries not in
+    English); not yet loaded. An empty setting fails on first use, naming the setting."""
     from search.ml.clip import SentenceTransformerEmbedder  # here: it imports torch
 
+    return _embedder(SentenceTransformerEmbedder, settings.TINYRAG_TEXT_MODEL, "TINYRAG_TEXT_MODEL")
+
+
+def get_text_embedder() -> TextEmbedder:
+    """The text encoder a non-English query uses without routing: TINYRAG_TEXT_MODEL when
+    set, else CLIP itself."""
     if not settings.TINYRAG_TEXT_MODEL:
         return get_clip_embedder()
-    return _embedder(SentenceTransformerEmbedder, settings.TINYRAG_TEXT_MODEL, "TINYRAG_TEXT_MODEL")
+    return get_multilingual_embedder()
+
+
+def get_translator() -> Translator:
+    """The MarianMT translator of TINYRAG_TRANSLATE_MODEL (the translate route); not yet
+    loaded."""
+    from search.ml.translate import Translator  # here: it imports torch
+
+    model_id = str(settings.TINYRAG_TRANSLATE_MODEL)
+    target = current_target()
+    cache_dir = settings.TINYRAG_MODEL_DIR or None
+    beams = settings.TINYRAG_TRANSLATE_BEAMS
+    max_tokens = settings.TINYRAG_TRANSLATE_MAX_TOKENS
+    key = (
+        Translator.__name__,
+        model_id,
+        target.device,
+        target.precision,
+        cache_dir,
+        beams,
+        max_tokens,
+    )
+    return registry.get(
+        key,
+        lambda: Translator(
+            model_id,
+            device=target.device,
+            precision=target.precision,
+            cache_dir=cache_dir,
+            num_beams=beams,
+            max_new_tokens=max_tokens,
+        ),
+    )
+
+
+def translator_loaded() -> bool:
+    """Whether this process has loaded the translator of the settings (loads nothing and
+    imports no torch when it has not been asked for yet)."""
+    import sys
+
+    if "search.ml.translate" not in sys.modules:
+        return False
+    return get_translator().loaded
 
 
 def _embedder(cls: type[T], model_id: str, setting: str) -> T:

@@ -4,8 +4,9 @@ app runs offline later: the service behind `manage.py setup_models`.
 A model id is read as the app reads it (`search.ml.local.locate_model`): a local directory is
 used as it is, a hub id is downloaded into the Hugging Face cache (or a given cache folder).
 CLIP and the text encoder are then loaded once through the app's own embedders and made to
-embed one string (and one image); the VLM snapshot is only checked for completeness, not
-loaded. A model that cannot be had raises `SetupFailed` with one line of reason.
+embed one string (and one image), the translation model to translate one; the VLM snapshot
+is only checked for completeness, not loaded. A model that cannot be had raises
+`SetupFailed` with one line of reason.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from search.errors import InvalidInput
 from search.ml.clip import ClipEmbedder, SentenceTransformerEmbedder
 from search.ml.errors import ModelError, first_line
 from search.ml.local import LocalModel, UnusableModelId, locate_model
+from search.ml.query_models import QueryModelKind, query_models
 from search.ml.registry import current_target
+from search.ml.translate import Translator
 from search.ml.vlm.transformers import TransformersDescriber
 
 DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # as settings default it, for settings without it
@@ -56,6 +59,7 @@ HUB_TIMEOUT_S = 15.0  # for the first request; offline, DNS fails at once anyway
 class ModelKind(StrEnum):
     CLIP = "clip"  # loaded and run on one string and one image
     TEXT = "text"  # loaded and run on one string
+    TRANSLATE = "translate"  # loaded and run on one string
     VLM = "vlm"  # snapshot checked only: loading 2B parameters belongs to the describe worker
 
 
@@ -63,8 +67,11 @@ class ModelKind(StrEnum):
 WRAPPERS: dict[ModelKind, type[LocalModel]] = {
     ModelKind.CLIP: ClipEmbedder,
     ModelKind.TEXT: SentenceTransformerEmbedder,
+    ModelKind.TRANSLATE: Translator,
     ModelKind.VLM: TransformersDescriber,
 }
+# A sentence the translation model is made to translate (the app's own example query).
+TRANSLATE_PROBE = "cari kucing mesir"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class Fetched:
 class Verified:
     """What loading an embedder proved: it runs, with this output size, there."""
 
-    dim: int
+    dim: int  # 0 for the translation model: it writes text, not vectors
     device: str
     precision: str
     seconds: float  # to load it and embed once
@@ -102,22 +109,48 @@ class SetupFailed(Exception):
     """One model could not be set up; the message is the reason, without the remedy."""
 
 
-def selected_models(*, clip: bool, text: bool, vlm: bool) -> list[ModelSpec]:
-    """The models to set up: those asked for, or CLIP (plus the text encoder when
-    TINYRAG_TEXT_MODEL is set) when none is. InvalidInput when the text encoder is asked for
-    but not configured."""
-    text_model = settings.TINYRAG_TEXT_MODEL
-    none_chosen = not (clip or text or vlm)
-    specs = []
-    if clip or none_chosen:
-        specs.append(ModelSpec(ModelKind.CLIP, settings.TINYRAG_CLIP_MODEL, "TINYRAG_CLIP_MODEL"))
-    if text and not text_model:
+def selected_models(
+    *, clip: bool, text: bool, vlm: bool, translate: bool = False
+) -> list[ModelSpec]:
+    """The models to set up: those asked for, or, when none is, the models searches take
+    with these settings (search.ml.query_models: CLIP, the multilingual encoder of
+    TINYRAG_TEXT_MODEL, the translation model on the translate route). InvalidInput when
+    the text encoder or the translation model is asked for but not configured."""
+    none_chosen = not (clip or text or vlm or translate)
+    if text and not settings.TINYRAG_TEXT_MODEL:
         raise InvalidInput(
             "TINYRAG_TEXT_MODEL is empty (search uses CLIP's own text encoder); set it, e.g. to "
             "sentence-transformers/clip-ViT-B-32-multilingual-v1."
         )
-    if text or (none_chosen and text_model):
-        specs.append(ModelSpec(ModelKind.TEXT, text_model, "TINYRAG_TEXT_MODEL"))
+    if translate and not settings.TINYRAG_TRANSLATE_MODEL:
+        raise InvalidInput(
+            "TINYRAG_TRANSLATE_MODEL is empty; set it, e.g. to Helsinki-NLP/opus-mt-id-en."
+        )
+    kinds = {
+        QueryModelKind.CLIP: ModelKind.CLIP,
+        QueryModelKind.TEXT: ModelKind.TEXT,
+        QueryModelKind.TRANSLATE: ModelKind.TRANSLATE,
+    }
+    needed = {
+        kinds[m.kind]: ModelSpec(kinds[m.kind], m.model_id, m.setting) for m in query_models()
+    }
+    asked = {ModelKind.CLIP: clip, ModelKind.TEXT: text, ModelKind.TRANSLATE: translate}
+    configured = {
+        ModelKind.CLIP: ModelSpec(
+            ModelKind.CLIP, settings.TINYRAG_CLIP_MODEL, "TINYRAG_CLIP_MODEL"
+        ),
+        ModelKind.TEXT: ModelSpec(
+            ModelKind.TEXT, settings.TINYRAG_TEXT_MODEL, "TINYRAG_TEXT_MODEL"
+        ),
+        ModelKind.TRANSLATE: ModelSpec(
+            ModelKind.TRANSLATE, settings.TINYRAG_TRANSLATE_MODEL, "TINYRAG_TRANSLATE_MODEL"
+        ),
+    }
+    specs = [
+        needed[kind] if none_chosen else configured[kind]
+        for kind in (ModelKind.CLIP, ModelKind.TEXT, ModelKind.TRANSLATE)
+        if (none_chosen and kind in needed) or asked[kind]
+    ]
     if vlm:
         vlm_model = getattr(settings, "TINYRAG_VLM_MODEL", "") or DEFAULT_VLM_MODEL
         specs.append(ModelSpec(ModelKind.VLM, vlm_model, "TINYRAG_VLM_MODEL"))
@@ -266,8 +299,31 @@ def _libraries_quiet(quiet: bool) -> Iterator[None]:
 # -- verifying ----------------------------------------------------------------------------------
 
 
+def _verify_translator(spec: ModelSpec, cache_dir: Path | None) -> Verified:
+    """Load the translation model through the app's own wrapper and translate one query."""
+    started = time.monotonic()
+    try:
+        target = current_target()
+        translator = Translator(
+            spec.model_id, device=target.device, precision=target.precision, cache_dir=cache_dir
+        )
+        (english,) = translator.translate([TRANSLATE_PROBE])
+    except ModelError as exc:
+        raise SetupFailed(getattr(exc, "reason", None) or str(exc)) from exc
+    if not english.strip():
+        raise SetupFailed(f"it translated {TRANSLATE_PROBE!r} into nothing")
+    return Verified(
+        dim=0,
+        device=translator.device,
+        precision=translator.precision.value,
+        seconds=time.monotonic() - started,
+    )
+
+
 def _verify_embedder(spec: ModelSpec, cache_dir: Path | None) -> Verified:
     """Load the model through the app's own embedder and embed one input of each kind."""
+    if spec.kind is ModelKind.TRANSLATE:
+        return _verify_translator(spec, cache_dir)
     cls = WRAPPERS[spec.kind]
     started = time.monotonic()
     try:

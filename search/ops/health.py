@@ -23,7 +23,12 @@ from search.index.service import SearchIndexError, get_index_service
 from search.ml import registry
 from search.ml.errors import ModelError
 from search.ml.local import UnusableModelId, locate_model
-from search.ml.names import SENTENCE_TRANSFORMERS_MARKER, SENTENCE_TRANSFORMERS_ORG
+from search.ml.query_models import (
+    QueryModel,
+    multilingual_needed,
+    query_models,
+    translator_needed,
+)
 from search.ops.jobs import waiting_tasks
 
 logger = logging.getLogger(__name__)
@@ -92,11 +97,14 @@ def warm_up(between: Callable[[], object] = lambda: None) -> None:
     after each step (gunicorn's heartbeat, so a slow disk does not get the worker killed)."""
     steps = {
         "index": lambda: get_index_service().get(),
+        # the multilingual encoder where it is set (CLIP's text tower loads with its images)
         "text model": lambda: registry.get_text_embedder().embed_texts(["warm up"]),
         "image model": lambda: registry.get_clip_embedder().embed_images(
             [PILImage.new("RGB", (64, 64))]
         ),
     }
+    if translator_needed():
+        steps["translation model"] = lambda: registry.get_translator().translate(["pemanasan"])
     for name, step in steps.items():
         try:
             step()
@@ -204,20 +212,18 @@ def manage_command(arguments: str) -> str:
     return f"{shown} manage.py {arguments}"
 
 
-def _model_missing(model_id: str) -> str:
-    """Why a sentence-transformers model cannot be loaded from disk ("" when it can): the
-    filesystem lookups the embedders make before loading (search.ml.local), without torch."""
+def _model_missing(model: QueryModel) -> str:
+    """Why a query model cannot be loaded from disk ("" when it can): the filesystem lookups
+    the wrappers make before loading (search.ml.local), without torch."""
     try:
-        location = locate_model(str(model_id), bare_name_org=SENTENCE_TRANSFORMERS_ORG)
+        location = locate_model(model.model_id, bare_name_org=model.bare_name_org)
     except UnusableModelId as exc:
         return str(exc)
     if location.directory is not None:
         return ""
     cache_dir = settings.TINYRAG_MODEL_DIR or None
     try:
-        cached = try_to_load_from_cache(
-            location.repo_id, SENTENCE_TRANSFORMERS_MARKER, cache_dir=cache_dir
-        )
+        cached = try_to_load_from_cache(location.repo_id, model.marker, cache_dir=cache_dir)
     except ValueError as exc:
         return str(exc)
     if isinstance(cached, str):
@@ -225,15 +231,13 @@ def _model_missing(model_id: str) -> str:
     return f"not downloaded into {'TINYRAG_MODEL_DIR' if cache_dir else 'the Hugging Face cache'}"
 
 
-def _models_problem() -> str:
-    """What is wrong with the embedders searches need ("" when both are on disk)."""
-    models = [("TINYRAG_CLIP_MODEL", settings.TINYRAG_CLIP_MODEL)]
-    if settings.TINYRAG_TEXT_MODEL:
-        models.append(("TINYRAG_TEXT_MODEL", settings.TINYRAG_TEXT_MODEL))
+def models_problem() -> str:
+    """What is wrong with the models searches need ("" when all are on disk): CLIP, and the
+    multilingual encoder or the translation model of the text route (search.ml.query_models)."""
     problems = [
-        f"{setting}={model_id}: {why}"
-        for setting, model_id in models
-        if (why := _model_missing(model_id))
+        f"{model.setting}={model.model_id}: {why}"
+        for model in query_models()
+        if (why := _model_missing(model))
     ]
     return "; ".join(problems)
 
@@ -259,12 +263,12 @@ def first_missing_step() -> SetupStep | None:
     disk -> index built, or None when search is ready. Cheap enough for every search page:
     one indexed query, a few file lookups, the manifest (no model, no faiss)."""
     dataset_done = Image.objects.exists()
-    models_problem = _models_problem()
+    missing_models = models_problem()
     index_problem, index_detail = _index_problem()
     done = tuple(
         name
         for name, ok in zip(
-            SETUP_STEPS, (dataset_done, not models_problem, not index_problem), strict=True
+            SETUP_STEPS, (dataset_done, not missing_models, not index_problem), strict=True
         )
         if ok
     )
@@ -278,12 +282,12 @@ def first_missing_step() -> SetupStep | None:
             "the search model and builds the index, skipping what is already done.",
             done=done,
         )
-    if models_problem:
+    if missing_models:
         return SetupStep(
             name="models",
             problem="the search model has not been downloaded yet.",
             command=manage_command("setup_models"),
-            detail=models_problem,
+            detail=missing_models,
             done=done,
         )
     if index_problem:
@@ -320,6 +324,46 @@ def check_clip() -> Check:
     return Check("clip", True, f"{embedder.model_id} (dim {embedder.dim})")
 
 
+def check_text_routes() -> list[Check]:
+    """The multilingual encoder and the translation model load, where the text route takes
+    them (doctor --load-models), each with a query it embeds or translates."""
+    checks = []
+    if multilingual_needed():
+        try:
+            encoder = registry.get_multilingual_embedder()
+            encoder.embed_texts(["kucing mesir"])
+        except ModelError as exc:
+            checks.append(Check("multilingual text model", False, str(exc)))
+        else:
+            checks.append(
+                Check("multilingual text model", True, f"{encoder.model_id} (dim {encoder.dim})")
+            )
+    if translator_needed():
+        try:
+            translator = registry.get_translator()
+            (english,) = translator.translate(["cari kucing mesir"])
+        except ModelError as exc:
+            checks.append(Check("translation model", False, str(exc)))
+        else:
+            checks.append(
+                Check(
+                    "translation model",
+                    True,
+                    f"{translator.model_id}: 'cari kucing mesir' -> {english!r}",
+                )
+            )
+    return checks
+
+
+def check_query_models_on_disk() -> Check:
+    """Every model searches take is on disk (doctor, without loading them)."""
+    problem = models_problem()
+    names = ", ".join(f"{m.setting}={m.model_id}" for m in query_models())
+    if problem:
+        return Check("models", False, f"{problem}; run: {manage_command('setup_models')}")
+    return Check("models", True, f"on disk: {names} (text route: {settings.TINYRAG_TEXT_ROUTE})")
+
+
 def check_describer() -> Check:
     """Which description backend is configured (always ok: it is checked when it runs)."""
     if not registry.describer_enabled():
@@ -331,8 +375,9 @@ def check_describer() -> Check:
 
 def doctor_checks(*, load_models: bool = False) -> list[Check]:
     """The readiness checks, then the ones a person wants before trusting a server."""
-    checks = [*readiness(), check_dataset()]
+    checks = [*readiness(), check_dataset(), check_query_models_on_disk()]
     if load_models:
         checks.append(check_clip())
+        checks.extend(check_text_routes())
     checks.append(check_describer())
     return checks

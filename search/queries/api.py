@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import (
     OpenApiRequest,
     OpenApiResponse,
@@ -21,6 +22,7 @@ from search.catalog.api import ImageSerializer
 from search.queries import selectors
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
+from search.queries.routing import Route, accepted_languages, normalise_language
 from search.queries.uploads import ALLOWED_FORMATS, UploadError, check_upload_size
 from search.web.api import (
     RESPONSE_HEADERS,
@@ -33,7 +35,17 @@ from search.web.api import (
 from search.web.parsers import SafeJSONParser
 from tinyrag_site.throttling import ApiRateThrottle, SearchRateThrottle
 
+ROUTES = [route.value for route in Route]
+QUERY_LANGUAGES = accepted_languages()
 UPLOAD_MEDIA_TYPES = [f"image/{fmt.lower()}" for fmt in ALLOWED_FORMATS]  # image/jpeg, ...
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": f"^({'|'.join(QUERY_LANGUAGES)})?$", "maxLength": 16}
+)
+class QueryLanguageField(serializers.ChoiceField):
+    """A query's language. In the schema a pattern that lists the values, not an enum: enum
+    components are named by field, and "language" is the describe API's (page languages)."""
 
 
 @extend_schema_serializer(component_name="SearchResult")
@@ -76,6 +88,24 @@ class QuerySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     source_image_id = serializers.IntegerField(
         allow_null=True, help_text="The dataset image of a 'more like this' query."
+    )
+    language = serializers.CharField(
+        help_text="The ISO 639-1 code of the language the text was read in (en, id, ...); "
+        "empty for image queries."
+    )
+    language_chosen = serializers.BooleanField(
+        help_text="True: the language was given with the query; false: it was detected."
+    )
+    route = serializers.ChoiceField(
+        choices=[*ROUTES, ""],
+        help_text="The text route that embedded it: clip (CLIP's own text encoder, with the "
+        "prompt template), multilingual (the multilingual text encoder) or translate "
+        "(translated into English, then CLIP); empty for image queries.",
+    )
+    embedded_text = serializers.CharField(
+        help_text="What the text encoder got: the text without leading request words "
+        "('search for', 'cari'), or its English translation on the translate route (before "
+        "CLIP's prompt template); empty for image queries."
     )
     uploaded_image_url = serializers.SerializerMethodField(
         help_text="The uploaded query image; null if none."
@@ -151,12 +181,31 @@ class TextSearchApi(ApiAuthMixin, APIView):
         text = serializers.RegexField(
             r"^[^\x00]*\S[^\x00]*$",
             max_length=TEXT_MAX_LENGTH,
-            help_text="Any language the configured text encoder reads; "
-            f"at most {TEXT_MAX_LENGTH} characters.",
+            help_text="In any language (see `language`); leading request words ('search "
+            f"for', 'cari') are not searched for; at most {TEXT_MAX_LENGTH} characters.",
+        )
+        language = QueryLanguageField(
+            choices=QUERY_LANGUAGES,
+            required=False,
+            allow_blank=True,
+            help_text="The language of the text: auto (or empty, or absent: detected), en, id, "
+            "other (neither: detected among the rest), or the ISO 639-1 code of another "
+            "language. English is searched with CLIP's own text encoder, the others on the "
+            "multilingual or translate route; the response says which.",
+            error_messages={
+                # DRF fills in {input} (its own placeholder style for field errors)
+                "invalid_choice": gettext_lazy(
+                    'Unknown query language "{input}": use auto, en, id, other, or a two-letter '
+                    "language code such as de or fr."
+                ),
+            },
         )
         top_k = top_k_field()
         class_filter = class_filter_field()
         min_similarity = min_similarity_field()
+
+        def validate_language(self, value: str) -> str | None:
+            return normalise_language(value)  # None: detect it
 
     @extend_schema(
         operation_id="search_text",

@@ -12,6 +12,8 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from PIL import Image as PILImage
 
 from search.catalog.models import Image, ImageClass
@@ -20,6 +22,7 @@ from search.errors import InvalidInput, NotFound
 from search.index.service import IndexService, get_index_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery, SearchResult
 from search.queries.retrieval import QueryVector, embed_image, embed_text, nearest_images
+from search.queries.routing import normalise_language
 from search.queries.uploads import normalise_upload
 
 
@@ -33,7 +36,7 @@ class NoSuchImage(NotFound):
 
 # The one rule for a text and an image sent together (the search page, its no-JS form and the
 # API): refused, never one of them silently dropped; CLIP embeds one query, not a blend.
-TEXT_AND_IMAGE = (
+TEXT_AND_IMAGE = gettext_lazy(
     "Search by a text or by an image, not both at once: remove the image to search for the "
     "text, or clear the text to search by the image."
 )
@@ -42,7 +45,9 @@ TEXT_AND_IMAGE = (
 def clamp_top_k(top_k: int | None) -> int:
     top_k = settings.TINYRAG_TOP_K_DEFAULT if top_k is None else int(top_k)
     if not 1 <= top_k <= settings.TINYRAG_TOP_K_MAX:
-        raise SearchInputError(f"top_k must be between 1 and {settings.TINYRAG_TOP_K_MAX}.")
+        raise SearchInputError(
+            _("top_k must be between 1 and %(max)s.") % {"max": settings.TINYRAG_TOP_K_MAX}
+        )
     return top_k
 
 
@@ -52,7 +57,9 @@ def check_min_similarity(min_similarity: float | None) -> float | None:
         return None
     value = float(min_similarity)
     if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise SearchInputError("The minimum similarity must be between 0 and 1 (0% and 100%).")
+        raise SearchInputError(
+            _("The minimum similarity must be between 0 and 1 (0%% and 100%%).") % {}
+        )
     return value
 
 
@@ -73,7 +80,9 @@ def _allowed_ids(index: IndexService, class_filter: str | None) -> np.ndarray | 
     try:
         image_class = ImageClass.objects.get(dataset__name=manifest.dataset, wnid=class_filter)
     except ImageClass.DoesNotExist:
-        raise SearchInputError(f"Unknown class {class_filter!r}.") from None
+        raise SearchInputError(
+            _("Unknown class %(wnid)s.") % {"wnid": repr(class_filter)}
+        ) from None
     ids = Image.objects.filter(image_class=image_class, split__in=manifest.splits)
     return np.fromiter(ids.values_list("id", flat=True), dtype=np.int64)
 
@@ -102,6 +111,14 @@ def _run(
     if cutoff is not None:  # best first: what passes is a prefix, its ranks stay 1, 2, ...
         hits = [h for h in hits if h.score >= cutoff]
     upload = fields.pop("upload", None)
+    read = query_vector.read
+    if read is not None:  # a text query: how it was read and embedded
+        fields.update(
+            language=read.language,
+            language_chosen=read.chosen,
+            route=read.route.value,
+            embedded_text=query_vector.embedded_text[:TEXT_MAX_LENGTH],
+        )
     with transaction.atomic():
         query = SearchQuery(
             user=user,
@@ -129,15 +146,21 @@ def text_search(
     *,
     user,
     text: str,
+    language: str | None = None,
     top_k: int | None = None,
     class_filter: str | None = None,
     min_similarity: float | None = None,
 ) -> SearchQuery:
+    """Search by a text, read in `language` (None: detected; search.queries.routing) and
+    embedded on that language's route."""
     text = " ".join(text.split())
     if not text:
-        raise SearchInputError("Type something to search for.")
+        raise SearchInputError(_("Type something to search for."))
     if len(text) > TEXT_MAX_LENGTH:
-        raise SearchInputError(f"The text is longer than {TEXT_MAX_LENGTH} characters.")
+        raise SearchInputError(
+            _("The text is longer than %(limit)s characters.") % {"limit": TEXT_MAX_LENGTH}
+        )
+    normalise_language(language)  # an unknown language is refused before any model loads
     return _run(
         user=user,
         kind=SearchQuery.Kind.TEXT,
@@ -145,7 +168,7 @@ def text_search(
         top_k=top_k,
         class_filter=class_filter,
         min_similarity=min_similarity,
-        embed=lambda index: embed_text(text, index),
+        embed=lambda index: embed_text(text, index, language=language),
     )
 
 
@@ -186,12 +209,14 @@ def similar_search(
     try:
         source = get_image(image_id=image_id)
     except Image.DoesNotExist:
-        raise NoSuchImage(f"No image with id {image_id}.") from None
+        raise NoSuchImage(_("No image with id %(id)s.") % {"id": image_id}) from None
     try:
         with PILImage.open(image_file_path(source)) as img:
             img.load()
     except OSError:
-        raise NoSuchImage(f"The file of image {image_id} cannot be read.") from None
+        raise NoSuchImage(
+            _("The file of image %(id)s cannot be read.") % {"id": image_id}
+        ) from None
     return _run(
         user=user,
         kind=SearchQuery.Kind.SIMILAR,
@@ -213,10 +238,12 @@ def rerun(*, query: SearchQuery) -> SearchQuery:
         "min_similarity": query.filters.get("min_similarity"),
     }
     if query.kind == SearchQuery.Kind.TEXT:
-        return text_search(text=query.text, **common)
+        # a language the user chose stays chosen; a detected one is detected again
+        language = query.language if query.language_chosen and query.language else None
+        return text_search(text=query.text, language=language, **common)
     if query.kind == SearchQuery.Kind.SIMILAR:
         if query.source_image_id is None:
-            raise SearchInputError("The source image of this query no longer exists.")
+            raise SearchInputError(_("The source image of this query no longer exists."))
         try:
             return similar_search(image_id=query.source_image_id, **common)
         except NoSuchImage as exc:  # the query is there: what it needs is not (a 400, not a 404)
@@ -225,7 +252,7 @@ def rerun(*, query: SearchQuery) -> SearchQuery:
         with query.uploaded_image.open("rb") as f:
             data = f.read()
     except (OSError, ValueError):
-        raise SearchInputError("The uploaded image of this query is no longer stored.") from None
+        raise SearchInputError(_("The uploaded image of this query is no longer stored.")) from None
     return image_search(data=data, **common)
 
 

@@ -41,6 +41,7 @@ ENDPOINTS = [
 QUERY_KEYS = {
     "id", "kind", "text", "top_k", "filters", "encoder", "index_name", "index_built_at",
     "duration_ms", "created_at", "source_image_id", "uploaded_image_url", "results",
+    "language", "language_chosen", "route", "embedded_text",
 }  # fmt: skip
 IMAGE_KEYS = {"id", "url", "thumbnail_url", "split", "width", "height", "dataset", "class"}
 
@@ -163,7 +164,7 @@ def test_text_search_ranks_like_brute_force_over_the_index(api, index_built, use
     response = search_text(api, text="a  yellow   lemon", top_k=5)
     assert response.status_code == 201
     body = response.json()
-    expected = expected_ranking(index_built, "a yellow lemon", k=5)
+    expected = expected_ranking(index_built, "yellow lemon", k=5)  # its article stripped
     assert [r["image"]["id"] for r in body["results"]] == [i for i, _ in expected]
     np.testing.assert_allclose(
         [r["score"] for r in body["results"]], [s for _, s in expected], atol=1e-4
@@ -190,6 +191,8 @@ def test_text_search_response_shape(api, index_built, clip_settings):
     assert body["duration_ms"] >= 0
     assert body["source_image_id"] is None
     assert body["uploaded_image_url"] is None
+    assert (body["language"], body["language_chosen"]) == ("en", False)
+    assert (body["route"], body["embedded_text"]) == ("clip", "cat")
     image = body["results"][0]["image"]
     assert set(image) == IMAGE_KEYS
     row = Image.objects.get(pk=image["id"])
@@ -256,6 +259,39 @@ def test_a_body_over_the_request_limit_is_400(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     error = error_of(search_text(api, text="a cat " * 30), 400, "invalid")
     assert "too large" in error["message"]
+
+
+def test_text_search_reads_the_language_given_or_detects_it(api, index_built, clip_settings):
+    detected = search_text(api, text="cari lemon kuning").json()
+    assert (detected["language"], detected["language_chosen"]) == ("id", False)
+    # no multilingual encoder in these settings: CLIP's own tower answers, and says so
+    assert (detected["route"], detected["embedded_text"]) == ("clip", "lemon kuning")
+    chosen = search_text(api, text="cari lemon kuning", language="en").json()
+    assert (chosen["language"], chosen["language_chosen"]) == ("en", True)
+    assert search_text(api, text="lemon", language="auto").json()["language_chosen"] is False
+    assert search_text(api, text="lemon", language="").json()["language_chosen"] is False
+    other = search_text(api, text="schwarze Katze", language="other").json()
+    assert (other["language"], other["language_chosen"]) == ("de", True)
+    saved = SearchQuery.objects.get(pk=chosen["id"])
+    assert (saved.language, saved.language_chosen, saved.route) == ("en", True, "clip")
+
+
+def test_text_search_multilingual_route(api, index_built, multilingual_settings):
+    body = search_text(api, text="cari kucing mesir").json()
+    assert (body["language"], body["route"], body["embedded_text"]) == (
+        "id",
+        "multilingual",
+        "kucing mesir",
+    )
+    assert body["encoder"] == Path(multilingual_settings.TINYRAG_TEXT_MODEL).name
+
+
+@pytest.mark.parametrize("language", ["klingon", "xx", "EN", "id-ID", 5])
+def test_an_unknown_language_is_400_naming_the_field(api, index_built, language):
+    error = error_of(search_text(api, text="kucing", language=language), 400, "invalid")
+    assert set(error["fields"]) == {"language"}
+    assert error["fields"]["language"].startswith(f'Unknown query language "{language}": use')
+    assert not SearchQuery.objects.exists()
 
 
 def test_text_search_takes_json_only(api):
@@ -505,7 +541,11 @@ def test_image_detail_describes_the_file(api, dataset_imported):
         "height": size[1],
         "mode": mode,
         "dataset": "tiny-imagenet-200",
-        "class": {"wnid": row.path.split("/")[1], "name": row.image_class.name},
+        "class": {
+            "wnid": row.path.split("/")[1],
+            "name": row.image_class.name,
+            "display_name": row.image_class.name,  # in the request's language: English here
+        },
     }
 
 

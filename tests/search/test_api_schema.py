@@ -202,3 +202,29 @@ def test_schemathesis_finds_nothing(
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"after {elapsed:.0f} s:\n{result.stdout}\n{result.stderr}"
+
+
+def test_text_search_documents_the_language_and_the_route(schema):
+    import re
+
+    from search.queries.routing import accepted_languages
+
+    text = schema["paths"]["/api/v1/search/text"]["post"]["requestBody"]["content"]
+    ref = text["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    request = schema["components"]["schemas"][ref]
+    language = request["properties"]["language"]
+    assert "language" not in request.get("required", [])
+    (with_pattern,) = [s for s in language.get("oneOf", [language]) if "pattern" in s]
+    pattern = re.compile(with_pattern["pattern"])
+    accepted = ["", "auto", "en", "id", "other", "de", "fr", "zh", "ja"]
+    assert all(pattern.search(code) for code in accepted)
+    assert set(accepted) - {""} <= set(accepted_languages())
+    for refused in ("xx", "EN", "id-ID", "english", "en ", "enid"):
+        assert not pattern.search(refused), refused
+    query = schema["components"]["schemas"]["SearchQueryWithResults"]["properties"]
+    assert {"language", "language_chosen", "route", "embedded_text"} <= set(query)
+    assert query["language_chosen"]["type"] == "boolean"
+    route = query["route"]
+    names = [c["$ref"].rsplit("/", 1)[1] for c in route.get("oneOf", []) if "$ref" in c]
+    choices = {v for n in names for v in schema["components"]["schemas"][n]["enum"]}
+    assert choices - {""} == {"clip", "multilingual", "translate"}

@@ -40,6 +40,21 @@ def test_bootstrap_runs_every_step_then_skips_what_is_done(fresh, tinyimagenet_z
     assert fi.read_manifest(fresh.TINYRAG_INDEX_DIR, "tiny").created_at == manifest.created_at
 
 
+def test_a_model_added_after_the_index_is_set_up_by_the_next_bootstrap(
+    fresh, tinyimagenet_zip, tiny_multilingual_dir, capsys
+):
+    """An upgrade that adds the multilingual encoder: the index is there, the model is not."""
+    call_command("bootstrap", "--archive", str(tinyimagenet_zip), "--limit-per-class", "2")
+    capsys.readouterr()
+    fresh.TINYRAG_TEXT_MODEL = str(tiny_multilingual_dir.parent / "not-yet-copied")
+    with pytest.raises(CommandError, match="TINYRAG_TEXT_MODEL"):
+        call_command("bootstrap", "--limit-per-class", "2")
+    assert "[5/6] setup_models ..." in capsys.readouterr().out  # tried, not skipped
+    fresh.TINYRAG_TEXT_MODEL = str(tiny_multilingual_dir)
+    call_command("bootstrap", "--limit-per-class", "2")
+    assert "[5/6] setup_models: already done, skipped" in capsys.readouterr().out
+
+
 def test_bootstrap_without_network_stops_with_the_way_out(fresh):
     url = f"http://127.0.0.1:{unused_port()}/tiny-imagenet-200.zip"  # what "no network" is
     with pytest.raises(

@@ -86,6 +86,35 @@ def test_a_missing_text_encoder_is_a_missing_model(dataset_imported, clip_settin
     assert "TINYRAG_TEXT_MODEL" in step.detail
 
 
+def test_the_models_counted_are_those_of_the_text_route(
+    dataset_imported, clip_settings, tmp_path, tiny_multilingual_dir
+):
+    clip_settings.TINYRAG_TEXT_MODEL = str(tmp_path / "no-multilingual")
+    clip_settings.TINYRAG_TEXT_ROUTE = "clip"  # no query takes it: not missing
+    assert first_missing_step().name == "index"
+    clip_settings.TINYRAG_TEXT_MODEL = str(tiny_multilingual_dir)
+    clip_settings.TINYRAG_TEXT_ROUTE = "translate"
+    clip_settings.TINYRAG_TRANSLATE_MODEL = str(tmp_path / "no-marian")
+    step = first_missing_step()
+    assert step.name == "models"
+    assert "TINYRAG_TRANSLATE_MODEL" in step.detail
+    assert "TINYRAG_TEXT_MODEL" not in step.detail  # that one is on disk
+
+
+def test_a_translation_model_counts_once_it_is_in_the_cache(
+    dataset_imported, clip_settings, tiny_marian_dir, tmp_path
+):
+    """A bare MarianMT name is Helsinki-NLP's, found where the translator looks."""
+    cache = tmp_path / "hf-cache"
+    clip_settings.TINYRAG_TEXT_ROUTE = "translate"
+    clip_settings.TINYRAG_TRANSLATE_MODEL = "opus-mt-id-en"
+    clip_settings.TINYRAG_MODEL_DIR = str(cache)
+    # CLIP is a local directory (clip_settings), so only the translation model is looked up
+    assert first_missing_step().name == "models"
+    install_in_hub_cache(tiny_marian_dir, cache, "Helsinki-NLP/opus-mt-id-en")
+    assert first_missing_step().name == "index"
+
+
 def test_dataset_and_models_there_names_the_index(dataset_imported):
     step = first_missing_step()
     assert (step.name, step.done) == ("index", ("dataset", "models"))

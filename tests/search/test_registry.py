@@ -225,6 +225,42 @@ def test_the_text_embedder_is_clip_unless_a_text_model_is_set(clip_settings, tin
     assert text.setting == "TINYRAG_TEXT_MODEL"
 
 
+def test_the_multilingual_embedder_and_the_translator_follow_their_settings(
+    translate_settings, tiny_multilingual_dir, tiny_marian_dir
+):
+    from search.ml.registry import get_multilingual_embedder, get_translator
+    from search.ml.translate import Translator
+
+    encoder = get_multilingual_embedder()
+    assert (encoder.model_id, encoder.setting) == (str(tiny_multilingual_dir), "TINYRAG_TEXT_MODEL")
+    assert get_text_embedder() is encoder
+    translator = get_translator()
+    assert type(translator) is Translator
+    assert (translator.model_id, translator.setting) == (
+        str(tiny_marian_dir),
+        "TINYRAG_TRANSLATE_MODEL",
+    )
+
+
+def test_query_models_loaded_counts_the_models_of_the_default_routes(
+    translate_settings, tiny_multilingual_dir
+):
+    from search.ml.registry import get_multilingual_embedder, get_translator
+    from search.queries.retrieval import query_models_loaded
+
+    get_clip_embedder().load()
+    get_multilingual_embedder().load()  # languages the translator does not translate take it
+    assert query_models_loaded() is False  # the translator of the translate route is not
+    get_translator().load()
+    assert query_models_loaded() is True
+    translate_settings.TINYRAG_TEXT_ROUTE = "multilingual"
+    assert query_models_loaded() is True
+    translate_settings.TINYRAG_TEXT_MODEL = str(tiny_multilingual_dir.parent / "another")
+    assert query_models_loaded() is False  # that encoder is not loaded
+    translate_settings.TINYRAG_TEXT_ROUTE = "clip"
+    assert query_models_loaded() is True  # CLIP alone answers every query
+
+
 def test_transformers_backend_gives_the_local_describer(vlm_settings, tiny_qwen2vl_dir):
     describer = get_describer()
 

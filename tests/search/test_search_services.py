@@ -127,8 +127,10 @@ def test_text_search_saves_the_query_and_ranks_like_numpy(built, fp32, user, ref
     assert query.index_built_at == datetime.fromisoformat(manifest["created_at"])
     assert query.duration_ms >= 0
     assert (query.source_image, query.uploaded_image.name) == (None, "")
-    # the words as typed, whitespace collapsed, in the template
-    expected = ranking(built, encode_text(reference_clip, "a photo of a a red lemon."), k=4)
+    # read as English, without its leading article, and embedded by CLIP in the template
+    assert (query.language, query.language_chosen, query.route) == ("en", False, "clip")
+    assert query.embedded_text == "red lemon"
+    expected = ranking(built, encode_text(reference_clip, "a photo of a red lemon."), k=4)
     assert_ranked_as(query, expected)
 
 
@@ -272,6 +274,45 @@ def test_rerun_of_a_text_query_is_a_new_entry_with_the_same_input_and_results(bu
     )
     assert saved_results(again) == saved_results(first)
     assert SearchQuery.objects.filter(user=user).count() == 2
+
+
+def test_text_search_stores_how_the_text_was_read(built, user):
+    detected = services.text_search(user=user, text="cari lemon kuning")
+    detected.refresh_from_db()
+    assert (detected.language, detected.language_chosen) == ("id", False)
+    # no multilingual encoder is configured here: CLIP's own tower answers, recorded as such
+    assert (detected.route, detected.embedded_text) == ("clip", "lemon kuning")
+    chosen = services.text_search(user=user, text="cari lemon kuning", language="en")
+    assert (chosen.language, chosen.language_chosen) == ("en", True)
+
+
+def test_text_search_on_the_multilingual_route_records_its_encoder(
+    built, user, multilingual_settings
+):
+    query = services.text_search(user=user, text="tampilkan gambar lemon kuning")
+    assert (query.language, query.route, query.embedded_text) == (
+        "id",
+        "multilingual",
+        "lemon kuning",
+    )
+    assert query.encoder == str(multilingual_settings.TINYRAG_TEXT_MODEL)
+
+
+def test_an_unknown_language_is_refused_before_searching(built, user):
+    from search.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="Unknown query language 'tlh'"):
+        services.text_search(user=user, text="lemon", language="tlh")
+    assert not SearchQuery.objects.exists()
+
+
+def test_rerun_keeps_a_chosen_language_and_detects_again_otherwise(built, user):
+    chosen = services.text_search(user=user, text="cari lemon kuning", language="en")
+    again = services.rerun(query=chosen)
+    assert (again.language, again.language_chosen, again.route) == ("en", True, "clip")
+    detected = services.text_search(user=user, text="cari lemon kuning")
+    again = services.rerun(query=detected)
+    assert (again.language, again.language_chosen) == ("id", False)
 
 
 def test_rerun_of_an_image_query_uses_its_stored_upload(built, user):

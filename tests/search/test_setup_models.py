@@ -95,6 +95,62 @@ def test_text_flag_without_text_model_is_an_error(clip_settings):
     assert "TINYRAG_TEXT_MODEL" in str(error)
 
 
+def test_a_fresh_install_sets_up_the_multilingual_encoder_by_default(settings):
+    from search.ml.setup import ModelKind, ModelSpec, selected_models
+
+    # the shipped defaults (tests/settings.py keeps them): Indonesian answers out of the box
+    assert selected_models(clip=False, text=False, vlm=False) == [
+        ModelSpec(ModelKind.CLIP, "sentence-transformers/clip-ViT-B-32", "TINYRAG_CLIP_MODEL"),
+        ModelSpec(
+            ModelKind.TEXT,
+            "sentence-transformers/clip-ViT-B-32-multilingual-v1",
+            "TINYRAG_TEXT_MODEL",
+        ),
+    ]
+    settings.TINYRAG_TEXT_ROUTE = "clip"  # every query on CLIP's tower: no other model
+    assert [s.kind for s in selected_models(clip=False, text=False, vlm=False)] == ["clip"]
+    settings.TINYRAG_TEXT_ROUTE = "translate"
+    assert [(s.kind, s.model_id) for s in selected_models(clip=False, text=False, vlm=False)] == [
+        ("clip", "sentence-transformers/clip-ViT-B-32"),
+        ("text", "sentence-transformers/clip-ViT-B-32-multilingual-v1"),
+        ("translate", "Helsinki-NLP/opus-mt-id-en"),
+    ]
+
+
+def test_the_translation_model_is_set_up_on_the_translate_route(translate_settings):
+    out, err = run()
+
+    lines = out.strip().splitlines()
+    (line,) = [line for line in lines if line.startswith("TINYRAG_TRANSLATE_MODEL")]
+    assert "works (local directory): translated a query on cpu/" in line
+    assert str(translate_settings.TINYRAG_TRANSLATE_MODEL) in line
+    assert any(line.startswith("TINYRAG_TEXT_MODEL") for line in lines)
+    assert err == ""
+
+
+def test_translate_flag_sets_up_only_the_translation_model(translate_settings):
+    out, _ = run("--translate")
+
+    assert "TINYRAG_TRANSLATE_MODEL" in out
+    assert "TINYRAG_CLIP_MODEL" not in out
+
+
+def test_translate_flag_without_translation_model_is_an_error(clip_settings):
+    error, _ = run_failing("--translate")
+
+    assert "TINYRAG_TRANSLATE_MODEL is empty" in str(error)
+
+
+def test_a_missing_translation_model_fails_naming_the_variable(translate_settings, tmp_path):
+    translate_settings.TINYRAG_TRANSLATE_MODEL = str(tmp_path / "no-such-marian")
+
+    error, err = run_failing("--translate")
+
+    assert "TINYRAG_TRANSLATE_MODEL" in err
+    assert "does not exist" in err
+    assert "TINYRAG_TRANSLATE_MODEL" in str(error)
+
+
 def test_missing_clip_directory_fails_with_one_line_naming_the_variable(clip_settings, tmp_path):
     clip_settings.TINYRAG_CLIP_MODEL = str(tmp_path / "no-such-clip")
 

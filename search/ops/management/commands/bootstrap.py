@@ -1,8 +1,9 @@
 """From nothing to a searchable index in one command, skipping every step already done.
 
-download_dataset -> prepare_dataset -> check_dataset -> import_dataset -> setup_models ->
-build_index. Default: 50 train images per class (10,000 images, minutes on a CPU); --full
-indexes all 100,000.
+download_dataset -> prepare_dataset -> check_dataset -> import_dataset -> setup_models (CLIP
+and the models of the text route: the multilingual encoder by default) -> build_index.
+Default: 50 train images per class (10,000 images, minutes on a CPU); --full indexes all
+100,000.
 
 Checking and importing read every one of the 120,000 files (tens of seconds), so a bootstrap
 that got through them leaves a stamp in TINYRAG_DATA_DIR: the folders' modification times
@@ -26,7 +27,7 @@ from search.catalog.datasets.tinyimagenet import ARCHIVE_NAME, DIR_NAME
 from search.catalog.models import Image
 from search.catalog.selectors import collection_size
 from search.index.selectors import is_published
-from search.ops.health import QUICK_INDEX_PER_CLASS
+from search.ops.health import QUICK_INDEX_PER_CLASS, models_problem
 
 DEFAULT_LIMIT = QUICK_INDEX_PER_CLASS
 STAMP_NAME = ".bootstrap-stamp.json"
@@ -121,7 +122,12 @@ class Command(BaseCommand):
             ("prepare", not stamped, lambda: call_command("prepare_dataset", **sub)),
             ("check", not stamped, lambda: check.update(problems=self._check(sub))),
             ("import", not stamped, lambda: self._import(sub, problems=check["problems"])),
-            ("setup_models", not is_published(), lambda: call_command("setup_models", **sub)),
+            (
+                "setup_models",
+                # also after an upgrade that adds a model (the multilingual text encoder)
+                not is_published() or bool(models_problem()),
+                lambda: call_command("setup_models", **sub),
+            ),
             (
                 "build_index",
                 not is_published(),

@@ -1,7 +1,9 @@
 """Download the configured models and prove that they load, so search works offline later.
 
-    manage.py setup_models                    # CLIP, plus TINYRAG_TEXT_MODEL when set
-    manage.py setup_models --clip --text --vlm
+    manage.py setup_models                    # the models searches take: CLIP, the
+                                              # multilingual encoder, the translation
+                                              # model on the translate route
+    manage.py setup_models --clip --text --translate --vlm
     manage.py setup_models --dir /srv/models  # download there (then set TINYRAG_MODEL_DIR)
 
 The work is `search.ml.setup`'s (fetch, then load and embed once; the VLM snapshot is only
@@ -19,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from search.errors import ApplicationError
 from search.ml.registry import current_target
 from search.ml.setup import (
+    ModelKind,
     ModelSpec,
     SetupFailed,
     SetUpModel,
@@ -30,8 +33,8 @@ from search.ml.setup import (
 
 class Command(BaseCommand):
     help = (
-        "Download the configured models (CLIP, the optional text encoder, the VLM) and check "
-        "that each one loads, so the app can run offline."
+        "Download the configured models (CLIP, the multilingual text encoder, the translation "
+        "model, the VLM) and check that each one loads, so the app can run offline."
     )
     # Needs no URLconf, database or app checks; it must work on a half-configured machine.
     requires_system_checks = []
@@ -46,7 +49,13 @@ class Command(BaseCommand):
             "--text",
             action="store_true",
             help="Set up TINYRAG_TEXT_MODEL, the multilingual text encoder "
-            "(default: included when that variable is set).",
+            "(default: included when queries not in English take it).",
+        )
+        parser.add_argument(
+            "--translate",
+            action="store_true",
+            help="Set up TINYRAG_TRANSLATE_MODEL, the translation model "
+            "(default: included when TINYRAG_TEXT_ROUTE=translate).",
         )
         parser.add_argument(
             "--vlm",
@@ -63,7 +72,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
         try:
-            specs = selected_models(clip=options["clip"], text=options["text"], vlm=options["vlm"])
+            specs = selected_models(
+                clip=options["clip"],
+                text=options["text"],
+                vlm=options["vlm"],
+                translate=options["translate"],
+            )
             current_target()  # a wrong TINYRAG_DEVICE fails every model: say it once
         except ApplicationError as exc:
             raise CommandError(str(exc)) from None
@@ -110,6 +124,12 @@ def _summary(done: SetUpModel) -> str:
             f"{fetched.path}; not loaded here (the describe worker loads it)."
         )
     verified = done.verified
+    if spec.kind is ModelKind.TRANSLATE:
+        return (
+            f"{spec.setting}: {spec.model_id} works ({fetched.source}): translated a query on "
+            f"{verified.device}/{verified.precision}, loaded and ran in {verified.seconds:.1f} s; "
+            f"{size} at {fetched.path}"
+        )
     return (
         f"{spec.setting}: {spec.model_id} works ({fetched.source}): dim {verified.dim}, "
         f"{verified.device}/{verified.precision}, loaded and ran in {verified.seconds:.1f} s; "
