@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from django.utils.translation import gettext, ngettext  # noqa: E402
 from matplotlib import colormaps  # noqa: E402 -- after the backend is chosen
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
@@ -93,11 +94,11 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float | None]]) -> Fig
             ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_locator(FixedLocator(sorted(ks)))
         ax.set_xticklabels([str(k) for k in sorted(ks)])
-        ax.set_xlabel("k: how many results are looked at")
-        ax.set_ylabel("Recall@k")
+        ax.set_xlabel(gettext("k: how many results are looked at"))
+        ax.set_ylabel(gettext("Recall@k"))
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
-        ax.set_title("Queries with a right-class image in the top k")
+        ax.set_title(gettext("Queries with a right-class image in the top k"))
         if curves:
             fig.legend(loc="outside lower center", ncols=min(len(curves), 2), frameon=False)
         return fig
@@ -145,7 +146,9 @@ def per_class_bars_figure(
         ax.tick_params(axis="y", length=0)
         if hidden:
             ax.text(
-                0.5, len(worst), f"… {hidden} classes in between …", ha="center",
+                0.5, len(worst), ngettext("… %(n)s class in between …",
+                                          "… %(n)s classes in between …", hidden) % {"n": hidden},
+                ha="center",
                 va="center", color=MUTED, fontsize=10, transform=ax.get_yaxis_transform(),
                 bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
             )  # fmt: skip
@@ -156,11 +159,17 @@ def per_class_bars_figure(
         if mean is not None:
             ax.axvline(mean, color=ACCENT, linewidth=1.2, linestyle="--")
             scope = (
-                f"the {len(worst)} worst and {len(best)} best of {len(values)} classes"
-                if hidden else "1 class" if len(values) == 1
-                else f"{len(values)} classes, worst first"
-            )  # fmt: skip
-            ax.set_xlabel(f"{_plain(_metric_label(metric))}; dashed: mean {mean:.3f}\n{scope}")
+                gettext("the %(worst)s worst and %(best)s best of %(n)s classes")
+                % {"worst": len(worst), "best": len(best), "n": len(values)}
+                if hidden
+                else ngettext("%(n)s class", "%(n)s classes, worst first", len(values))
+                % {"n": len(values)}
+            )
+            label = gettext("%(metric)s; dashed: mean %(mean)s") % {
+                "metric": _plain(_metric_label(metric)),
+                "mean": f"{mean:.3f}",
+            }
+            ax.set_xlabel(f"{label}\n{scope}")
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(_plain(title))
         return fig
@@ -179,11 +188,11 @@ def rag_bars_figure(lir: Mapping[str, float | None], context_hit_rate: float | N
     """LIR per context, and the share of retrieved contexts that held the true class."""
     labels, values, colours = [], [], []
     for n, (context, value) in enumerate(lir.items()):
-        labels.append(f"LIR ({context})")
+        labels.append(gettext("LIR (%(context)s)") % {"context": context})
         values.append(value or 0.0)
         colours.append(SERIES_COLOURS[n % len(SERIES_COLOURS)])
     if context_hit_rate is not None:
-        labels.append("context hit rate")
+        labels.append(gettext("context hit rate"))
         values.append(context_hit_rate)
         colours.append("#8c96a0")
     with matplotlib.rc_context(RC):
@@ -197,9 +206,9 @@ def rag_bars_figure(lir: Mapping[str, float | None], context_hit_rate: float | N
         ax.set_ylim(len(values) - 0.5, -0.5)
         ax.set_xlim(0, 1.18)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
-        ax.set_xlabel("share of the sampled images")
+        ax.set_xlabel(gettext("share of the sampled images"))
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title("Descriptions that name the true class")
+        ax.set_title(gettext("Descriptions that name the true class"))
         return fig
 
 
@@ -212,7 +221,7 @@ def run_charts(metrics: Mapping, per_class: Mapping, ks: Sequence[int]) -> dict[
     charts: dict[str, str] = {}
     curves = {
         label: {k: metrics[mode].get(f"recall@{k}") for k in ks}
-        for mode, label in (("image", "image → image"), ("text", "text → image"))
+        for mode, label in (("image", gettext("image → image")), ("text", gettext("text → image")))
         if mode in metrics
     }
     if curves and ks:
@@ -220,11 +229,15 @@ def run_charts(metrics: Mapping, per_class: Mapping, ks: Sequence[int]) -> dict[
     if per_class.get("image") and ks:
         metric = f"recall@{min(ks)}"
         charts["image_per_class"] = per_class_bars_svg(
-            per_class["image"], metric, title=f"Image → image: Recall@{min(ks)} per class"
+            per_class["image"],
+            metric,
+            title=gettext("Image → image: Recall@%(k)s per class") % {"k": min(ks)},
         )
     if per_class.get("zeroshot"):
         charts["zeroshot_per_class"] = per_class_bars_svg(
-            per_class["zeroshot"], "top1_accuracy", title="Zero-shot: top-1 accuracy per class"
+            per_class["zeroshot"],
+            "top1_accuracy",
+            title=gettext("Zero-shot: top-1 accuracy per class"),
         )
     if rag := metrics.get("rag"):
         charts["rag"] = rag_bars_svg(
@@ -232,3 +245,50 @@ def run_charts(metrics: Mapping, per_class: Mapping, ks: Sequence[int]) -> dict[
             rag.get("context_hit_rate"),
         )
     return charts
+
+
+# --- languages side by side -----------------------------------------------------------------
+
+
+def grouped_bars_figure(
+    groups: Mapping[str, Sequence[float | None]], series: Sequence[str], *, title: str
+) -> Figure:
+    """One group of horizontal bars per run (e.g. "Indonesian · the multilingual encoder"),
+    one bar per series (Recall@1, Recall@5, ...) in the series' colours, the legend below the
+    plot; a value the run did not measure is no bar."""
+    n_series = max(len(series), 1)
+    height = 0.8 / n_series
+    with matplotlib.rc_context(RC):
+        fig = Figure(
+            figsize=(WIDTH, 1.6 + 0.3 * n_series * max(len(groups), 1)), layout="constrained"
+        )
+        ax = fig.add_subplot()
+        for s_index, name in enumerate(series):
+            positions, values = [], []
+            for g_index, group_values in enumerate(groups.values()):
+                value = group_values[s_index] if s_index < len(group_values) else None
+                if value is not None:
+                    positions.append(g_index - 0.4 + height * (s_index + 0.5))
+                    values.append(float(value))
+            bars = ax.barh(
+                positions, values, height=height * 0.9, label=_plain(name),
+                color=SERIES_COLOURS[s_index % len(SERIES_COLOURS)],
+            )  # fmt: skip
+            ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=9)
+        ax.set_yticks(range(len(groups)), [_plain(_short(g)) for g in groups])
+        ax.tick_params(axis="y", length=0)
+        ax.set_ylim(len(groups) - 0.5, -0.5)  # the first group at the top
+        ax.set_xlim(0, 1.18)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.grid(axis="x", alpha=0.3)
+        if title:
+            ax.set_title(_plain(title))
+        if series:
+            fig.legend(loc="outside lower center", ncols=min(len(series), 3), frameon=False)
+        return fig
+
+
+def grouped_bars_svg(
+    groups: Mapping[str, Sequence[float | None]], series: Sequence[str], *, title: str
+) -> str:
+    return _svg(grouped_bars_figure(groups, series, title=title))

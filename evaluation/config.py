@@ -10,13 +10,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from evaluation.models import EvaluationRun
 from search.catalog.models import Image
 from search.descriptions.models import Description
 from search.errors import InvalidInput
+from search.languages import ENGLISH, PAGE_LANGUAGES
+from search.queries.routing import Route, RoutingError, check_route, parse_route
 
 MODES = ("image", "text", "zeroshot", "rag")
+TEXT_ROUTES = tuple(Route)  # clip, multilingual, translate (search.queries.routing)
+ROUTE_LABELS = {
+    Route.CLIP: gettext_lazy("CLIP's text tower"),
+    Route.MULTILINGUAL: gettext_lazy("the multilingual encoder"),
+    Route.TRANSLATE: gettext_lazy("translated to English, then CLIP"),
+}
+ROUTE_SHORT_LABELS = {  # in a chart's narrow margin
+    Route.CLIP: pgettext_lazy("text route", "CLIP"),
+    Route.MULTILINGUAL: pgettext_lazy("text route", "multilingual"),
+    Route.TRANSLATE: pgettext_lazy("text route", "translated"),
+}
+LANGUAGE_MODES = ("text", "zeroshot", "rag")  # what the language changes (image: nothing)
 RAG_CONTEXTS = tuple(Description.Context.values)  # ("retrieved", "none")
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_RAG_SAMPLE = 50  # each sample is one VLM generation per context: minutes, not hours
@@ -43,6 +59,10 @@ class EvaluationConfig:
     rag_contexts: tuple[str, ...] = RAG_CONTEXTS
     batch_size: int = 64
     workers: int = 0  # DataLoader processes decoding query images (0: in this process)
+    # The language of the text queries (the class names in it) and of the descriptions, and
+    # the route the text queries take (None: the product's default for that language).
+    language: str = ENGLISH
+    text_route: str | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -64,29 +84,51 @@ class EvaluationConfig:
         """This configuration, normalised (ks sorted, unique), or EvaluationError."""
         if self.mode not in EvaluationRun.Mode.values:
             raise EvaluationError(
-                f"mode must be one of {', '.join(EvaluationRun.Mode.values)}; got {self.mode!r}"
+                _("mode must be one of %(choices)s; got %(mode)s")
+                % {"choices": ", ".join(EvaluationRun.Mode.values), "mode": repr(self.mode)}
             )
         if self.split not in Image.Split.values:
-            raise EvaluationError(f"split must be one of {', '.join(Image.Split.values)}")
+            raise EvaluationError(
+                _("split must be one of %(choices)s") % {"choices": ", ".join(Image.Split.values)}
+            )
         check_ks(self.ks)
-        for name, value in (("sample", self.sample), ("rag sample", self.rag_sample)):
+        for value, message in (
+            (self.sample, _("the sample must be a positive number of images, at most %(max)s")),
+            (
+                self.rag_sample,
+                _("the rag sample must be a positive number of images, at most %(max)s"),
+            ),
+        ):
             if value is not None and not 1 <= value <= SAMPLE_MAX:
-                raise EvaluationError(
-                    f"the {name} must be a positive number of images, at most {SAMPLE_MAX:,}"
-                )
+                raise EvaluationError(message % {"max": f"{SAMPLE_MAX:,}"})
         if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
             raise EvaluationError(
-                f"the seed must be between {SEED_RANGE[0]:,} and {SEED_RANGE[1]:,}"
+                _("the seed must be between %(low)s and %(high)s")
+                % {"low": f"{SEED_RANGE[0]:,}", "high": f"{SEED_RANGE[1]:,}"}
             )
         unknown = set(self.rag_contexts) - set(RAG_CONTEXTS)
         if not self.rag_contexts or unknown:
-            raise EvaluationError(f"RAG contexts are {', '.join(RAG_CONTEXTS)}")
+            raise EvaluationError(
+                _("RAG contexts are %(choices)s") % {"choices": ", ".join(RAG_CONTEXTS)}
+            )
         if self.batch_size < 1:
-            raise EvaluationError("the batch size must be positive")
+            raise EvaluationError(_("the batch size must be positive"))
+        if self.language not in PAGE_LANGUAGES:
+            raise EvaluationError(
+                _("language must be one of %(choices)s; got %(language)s")
+                % {"choices": ", ".join(PAGE_LANGUAGES), "language": repr(self.language)}
+            )
+        route = None
+        if self.text_route:
+            try:
+                route = parse_route(self.text_route)
+                check_route(route, self.language)
+            except RoutingError as exc:
+                raise EvaluationError(str(exc)) from None
         contexts = tuple(c for c in RAG_CONTEXTS if c in self.rag_contexts)
         return replace(
             self, ks=tuple(sorted(set(self.ks))), rag_contexts=contexts,
-            workers=max(0, self.workers),
+            workers=max(0, self.workers), text_route=route.value if route else None,
         )  # fmt: skip
 
     def to_json(self) -> dict:
@@ -104,12 +146,16 @@ class EvaluationConfig:
         return cls(**known)
 
 
-def check_ks(ks: Sequence[int], *, given: str = "e.g. 1,5,10") -> None:
+def check_ks(ks: Sequence[int], *, given: str | None = None) -> None:
     """EvaluationError unless every cut-off k is one a search can return: 1 up to its own
     limit, TINYRAG_TOP_K_MAX."""
     limit = settings.TINYRAG_TOP_K_MAX
+    given = _("e.g. 1,5,10") if given is None else given
     if not ks or any(not 1 <= k <= limit for k in ks):
-        raise EvaluationError(f"k values must be positive integers up to {limit}, {given}")
+        raise EvaluationError(
+            _("k values must be positive integers up to %(limit)s, %(given)s")
+            % {"limit": limit, "given": given}
+        )
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -118,7 +164,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
         ks = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise EvaluationError(
-            f"k values are comma-separated integers, e.g. 1,5,10; got {text!r}"
+            _("k values are comma-separated integers, e.g. 1,5,10; got %(text)s")
+            % {"text": repr(text)}
         ) from None
-    check_ks(ks, given=f"got {text!r}")
+    check_ks(ks, given=_("got %(text)s") % {"text": repr(text)})
     return tuple(sorted(set(ks)))

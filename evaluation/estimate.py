@@ -13,6 +13,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.utils.translation import gettext, ngettext
+
 from evaluation.config import EvaluationConfig
 
 # Seconds per item when no finished run has measured it yet: rough figures for the default
@@ -146,11 +148,14 @@ def duration_in_words(seconds: float) -> str:
     10 minutes"."""
     minutes = round(seconds / 60)
     if seconds < 60:
-        return "under a minute"
+        return gettext("under a minute")
     if minutes < 60:
-        return "about 1 minute" if minutes == 1 else f"about {minutes} minutes"
+        return ngettext("about %(n)s minute", "about %(n)s minutes", minutes) % {"n": minutes}
     hours, rest = divmod(minutes, 60)
-    hours_text = "1 hour" if hours == 1 else f"{hours:,} hours"
     if rest == 0 or hours >= 10:
-        return f"about {hours_text}"
-    return f"about {hours_text} {rest} minute{'s' if rest != 1 else ''}"
+        return ngettext("about %(n)s hour", "about %(n)s hours", hours) % {"n": f"{hours:,}"}
+    hours_text = ngettext("%(n)s hour", "%(n)s hours", hours) % {"n": f"{hours:,}"}
+    return ngettext("about %(hours)s %(n)s minute", "about %(hours)s %(n)s minutes", rest) % {
+        "hours": hours_text,
+        "n": rest,
+    }

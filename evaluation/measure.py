@@ -4,11 +4,15 @@ paths, each measurement a function that returns its numbers.
 One run measures any of four things against a published index:
 
 - image -> image: each sampled val image queries the index; a hit is a result of its class.
-- text -> image: one query per class, `TINYRAG_TEXT_PROMPT` filled with the class name.
+- text -> image: one query per class, its name in the run's language, embedded as search
+  embeds a query typed in that language (search.queries.routing: English through CLIP's
+  text tower with `TINYRAG_TEXT_PROMPT`, Indonesian on its default route, or the route the
+  run names, to compare them).
 - zeroshot: each sampled val image against every class name's text embedding: top-1/top-5.
-- rag: descriptions of a sample of val images, per context (the retrieved neighbours' labels, or
-  the image only); LIR = share that name the true class; the context hit rate = share of
-  retrieved contexts that contained it.
+- rag: descriptions of a sample of val images in the run's language, per context (the
+  retrieved neighbours' labels, or the image only); LIR = share that name the true class in
+  that language (`metrics.names_class`); the context hit rate = share of retrieved contexts
+  that contained it.
 
 Honesty rules (the two leaks of the original TinyImageNet RAG report): a query image that is in
 the index is excluded from its own results, and the run says how often that happened; an index
@@ -49,10 +53,12 @@ from search.ml.registry import (
     describer_enabled,
     get_clip_embedder,
     get_describer,
-    get_text_embedder,
+    get_multilingual_embedder,
+    get_translator,
 )
 from search.ml.vlm.base import Describer, GenerationError
-from search.queries.retrieval import Hit, embed_text, nearest_images_batch
+from search.queries.retrieval import Hit, embed_texts, nearest_images_batch
+from search.queries.routing import Route, default_route
 
 SEARCH_CHUNK = 1024  # query vectors per index call: bounded memory for 10k queries x k ids
 FAILURES_PER_CLASS = 4  # failed queries kept per class, shown as thumbnails on the run page
@@ -105,7 +111,7 @@ def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measur
     clip = get_clip_embedder()
     clip.load()
     index.check_model(clip.model_id, clip.dim)
-    yield Measured(model_ids={"clip": clip.model_id, "text": get_text_embedder().model_id})
+    yield Measured(model_ids={"clip": clip.model_id})
 
     pool = query_pool(dataset, config.split)
     bench = Bench(
@@ -127,6 +133,7 @@ def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measur
         "rag_sample": config.resolved_rag_sample if "rag" in modes else None,
         "rag_k": settings.TINYRAG_RAG_K if "rag" in modes else None,
         "text_prompt": settings.TINYRAG_TEXT_PROMPT,
+        "language": config.language,
     }
     yield Measured(warnings=tuple(warnings), resolved=resolved)
 
@@ -137,7 +144,8 @@ def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measur
     text_vectors = None
     for mode in modes:
         if mode in ("text", "zeroshot") and text_vectors is None:
-            text_vectors = class_text_vectors(bench, progress)
+            text_vectors, route = class_text_vectors(bench, progress)
+            yield Measured(model_ids=text_models(route), resolved={"text_route": route.value})
         if mode == "image":
             yield measure_image(bench, queries, progress)
         elif mode == "text":
@@ -149,7 +157,7 @@ def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measur
             sample = sample_ids(bench, config.resolved_rag_sample)
             yield Measured(
                 model_ids={"vlm": describer.model_id, "vlm_backend": describer.backend},
-                resolved={"prompt_version": rag.PROMPT_VERSION},
+                resolved={"prompt_version": rag.prompt_version(config.language)},
                 sample_size=len(sample),  # the run's, unless query images came first
             )
             yield measure_rag(bench, sample, describer, progress)
@@ -289,13 +297,34 @@ def scores_of(hits: list[list[Hit]]) -> list[list[float]]:
     return [[h.score for h in row] for row in hits]
 
 
-def class_text_vectors(bench: Bench, progress: Progress) -> np.ndarray:
-    """Every class name through search's own text path (prompt template, encoder check)."""
-    vectors = [
-        embed_text(c.name, bench.index).vector
-        for c in progress(bench.classes.values(), desc=Step.EMBED_CLASSES.value, unit="class")
-    ]
-    return np.stack(vectors) if vectors else np.empty((0, bench.clip.dim), np.float32)
+def class_text_vectors(bench: Bench, progress: Progress) -> tuple[np.ndarray, Route]:
+    """Every class name in the run's language through search's own text path, as a query
+    typed in that language (its route, the prompt template, the encoder checks), in batches;
+    and the route they took (one: the language is given, so every name takes the same)."""
+    config = bench.config
+    names = [c.name_in(config.language) for c in bench.classes.values()]
+    vectors = [np.empty((0, bench.index.manifest.dim), np.float32)]
+    route = Route(config.text_route) if config.text_route else default_route(config.language)
+    with progress(total=len(names), desc=Step.EMBED_CLASSES.value, unit="class") as bar:
+        for start in range(0, len(names), config.batch_size):
+            batch = names[start : start + config.batch_size]
+            rows, reads = embed_texts(
+                batch, bench.index, language=config.language, route=config.text_route
+            )
+            vectors.append(rows)
+            route = reads[0].route
+            bar.update(len(batch))
+    return np.concatenate(vectors), route
+
+
+def text_models(route: Route) -> dict[str, str]:
+    """The models a text query on `route` goes through, by role (the run's model_ids)."""
+    if route is Route.MULTILINGUAL:
+        return {"text": get_multilingual_embedder().model_id}
+    models = {"text": get_clip_embedder().model_id}
+    if route is Route.TRANSLATE:
+        models["translator"] = get_translator().model_id
+    return models
 
 
 # --- the four measurements ------------------------------------------------------------------
@@ -378,18 +407,20 @@ def measure_rag(
     bench: Bench, sample: list[int], describer: Describer, progress: Progress
 ) -> Measured:
     """Describe each sampled image in each context through the describe path's own context,
-    prompt and generation; LIR by `metrics.label_inclusion_rate`."""
+    prompt and generation, in the run's language; LIR by `metrics.label_inclusion_rate`
+    against the class's names in that language."""
     contexts = bench.config.rag_contexts
+    language = bench.config.language
     images = Image.objects.select_related("dataset", "image_class").in_bulk(sample)
     records, synonyms = [], {}
     for image_id in progress(sample, desc=Step.DESCRIBE.value, unit="img"):
         image = images[image_id]
-        synonyms[image_id] = image.image_class.names or [image.image_class.name]
+        synonyms[image_id] = image.image_class.names_in(language)
         pixels = rag.open_image(image)
         record: dict = {
             "image_id": image_id,
             "wnid": image.image_class.wnid,
-            "name": image.image_class.name,
+            "name": synonyms[image_id][0],  # in the run's language, as the candidates
             "descriptions": {},
         }
         context: dict = {}
@@ -399,6 +430,7 @@ def measure_rag(
                 k=settings.TINYRAG_RAG_K,
                 exclude_ids=frozenset({image_id}),  # never its own label
                 index=bench.index,
+                language=language,
             )
             candidates = context["candidates"]
             record["candidates"] = [
@@ -411,14 +443,16 @@ def measure_rag(
                 text = rag.generate(
                     pixels,
                     prompt=rag.build_prompt(
-                        mode, context if mode == Description.Context.RETRIEVED else {}
+                        mode,
+                        context if mode == Description.Context.RETRIEVED else {},
+                        language=language,
                     ),
                     describer=describer,
                 ).text
             except GenerationError as exc:  # one failed generation is counted, not fatal
                 record["descriptions"][mode] = {"text": "", "named": None, "error": str(exc)}
                 continue
-            named = metrics.names_class(text, synonyms[image_id])
+            named = metrics.names_class(text, synonyms[image_id], language)
             record["descriptions"][mode] = {"text": text, "named": named, "error": ""}
         records.append(record)
 
@@ -427,6 +461,7 @@ def measure_rag(
         return metrics.label_inclusion_rate(
             [r["descriptions"][mode]["text"] for r in described],
             [synonyms[r["image_id"]] for r in described],
+            language,
         )
 
     summary: dict = {"samples": len(records), "rag_k": settings.TINYRAG_RAG_K, "contexts": {}}

@@ -14,8 +14,20 @@ before hits, so the arbitrary order FAISS returns inside a tie never flatters a 
 
 Aggregates over no queries at all are None, not 0: no queries, no measurement.
 
-Label inclusion. A description names a class when it contains one of the class's synonyms
-(words.txt) as whole words, case-insensitively, with simple plurals (-s, -es, -y -> -ies).
+Label inclusion. A description names a class when it contains one of the class's synonyms as
+whole words, case-insensitively, in the description's language:
+
+- English (words.txt synonyms): words apart by spaces or hyphens ("German-shepherd"), the last
+  one with a simple plural (-s, -es, -y -> -ies).
+- Bahasa Indonesia (the class's Indonesian name and synonyms): a word is a run of letters and
+  digits that hyphens may join ("kupu-kupu" is one word, "mobil-mobilan" is not "mobil"); words
+  of a name are apart by white space. Indonesian marks the plural by reduplicating the head
+  noun, the first word of a name: "kucing-kucing", "kucing-kucing mesir", "bus-bus sekolah".
+  Its enclitics attach to the word before them without changing it, so they are accepted on
+  the last word: a possessive or definite -nya, -ku, -mu, then a particle -lah, -kah, -pun
+  ("kucingnya", "bus sekolahnya", "kucing-kucingnyalah"). Nothing else: derivational affixes
+  make other words ("kucingan", "perkucingan"), and "kucing2" and spaced "kucing kucing"
+  are informal (the latter still contains "kucing", so a one-word name matches it anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+
+from search.languages import ENGLISH, INDONESIAN
 
 Relevance = Sequence[bool]
 Scores = Sequence[float]
@@ -164,12 +178,15 @@ def _word_pattern(word: str, *, last: bool) -> str:
 
 
 @lru_cache(maxsize=4096)
-def synonym_pattern(synonym: str) -> re.Pattern[str] | None:
-    """A case-insensitive, whole-word regular expression for one synonym (None when blank).
+def synonym_pattern(synonym: str, language: str = ENGLISH) -> re.Pattern[str] | None:
+    """A case-insensitive, whole-word regular expression for one synonym in `language` (None
+    when blank): see the module's docstring for what each language accepts.
 
-    Words may be separated by spaces or hyphens ("German shepherd" = "german-shepherd"), and the
-    last word may take a simple plural ("lemons", "buses", "butterflies").
+    English: words may be separated by spaces or hyphens ("German shepherd" = "german-shepherd"),
+    and the last word may take a simple plural ("lemons", "buses", "butterflies").
     """
+    if language == INDONESIAN:
+        return _indonesian_pattern(synonym)
     words = re.split(r"[\s\-]+", synonym.strip())
     words = [w for w in words if w]
     if not words:
@@ -179,17 +196,38 @@ def synonym_pattern(synonym: str) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
 
 
-def names_class(text: str, synonyms: Iterable[str]) -> bool:
-    """Whether `text` names the class: any synonym, as whole words, singular or plural."""
+# Indonesian enclitics, in the order they stack: a pronoun (or -nya), then a particle.
+_INDONESIAN_CLITICS = r"(?:nya|ku|mu)?(?:lah|kah|pun)?"
+# A word ends where no letter (or a hyphen joining one) follows, starts where none precedes.
+_ID_START = r"(?<!\w)(?<!\w-)"
+_ID_END = r"(?!\w)(?!-\w)"
+
+
+def _indonesian_pattern(synonym: str) -> re.Pattern[str] | None:
+    words = synonym.split()
+    if not words:
+        return None
+    parts = [re.escape(w) for w in words]
+    parts[0] = f"{parts[0]}(?:-{parts[0]})?"  # the head noun reduplicated: the plural
+    parts[-1] += _INDONESIAN_CLITICS
+    body = r"\s+".join(parts)
+    return re.compile(f"{_ID_START}{body}{_ID_END}", re.IGNORECASE)
+
+
+def names_class(text: str, synonyms: Iterable[str], language: str = ENGLISH) -> bool:
+    """Whether `text` names the class: any synonym, as whole words, in the forms `language`
+    gives a noun (English plurals; Indonesian reduplication and enclitics)."""
     for synonym in synonyms:
-        pattern = synonym_pattern(synonym)
+        pattern = synonym_pattern(synonym, language)
         if pattern is not None and pattern.search(text):
             return True
     return False
 
 
-def label_inclusion_rate(texts: Sequence[str], synonyms: Sequence[Sequence[str]]) -> float | None:
+def label_inclusion_rate(
+    texts: Sequence[str], synonyms: Sequence[Sequence[str]], language: str = ENGLISH
+) -> float | None:
     """LIR: the share of texts that name their own class (texts[i] against synonyms[i])."""
     if len(texts) != len(synonyms):
         raise ValueError(f"{len(texts)} texts but {len(synonyms)} synonym lists")
-    return share(names_class(t, s) for t, s in zip(texts, synonyms, strict=True))
+    return share(names_class(t, s, language) for t, s in zip(texts, synonyms, strict=True))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from evaluation.steps import Step
 from search.ops.jobs import JobStatus
@@ -12,20 +14,20 @@ from search.ops.jobs import JobStatus
 class RunStatus(models.TextChoices):
     """A run's status: the job statuses of search.ops.jobs (same values), and cancelled."""
 
-    QUEUED = JobStatus.QUEUED.value, "waiting to start"
-    RUNNING = JobStatus.RUNNING.value, "running"
-    DONE = JobStatus.DONE.value, "finished"
-    FAILED = JobStatus.FAILED.value, "failed"
-    CANCELLED = "cancelled", "cancelled"
+    QUEUED = JobStatus.QUEUED.value, _("waiting to start")
+    RUNNING = JobStatus.RUNNING.value, _("running")
+    DONE = JobStatus.DONE.value, _("finished")
+    FAILED = JobStatus.FAILED.value, _("failed")
+    CANCELLED = "cancelled", _("cancelled")
 
 
 class EvaluationRun(models.Model):
     class Mode(models.TextChoices):
-        IMAGE = "image", "image → image"
-        TEXT = "text", "text → image"
-        ZEROSHOT = "zeroshot", "zero-shot classification"
-        RAG = "rag", "RAG label inclusion"
-        ALL = "all", "all"
+        IMAGE = "image", _("image → image")
+        TEXT = "text", _("text → image")
+        ZEROSHOT = "zeroshot", _("zero-shot classification")
+        RAG = "rag", _("RAG label inclusion")
+        ALL = "all", pgettext_lazy("evaluation modes", "all")
 
     # queued -> running -> done | failed (search.ops.jobs); queued or running -> cancelled
     Status = RunStatus

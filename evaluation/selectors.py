@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
+from django.utils.translation import get_language_info, gettext, pgettext
 
 from evaluation import estimate
+from evaluation.config import ROUTE_LABELS, ROUTE_SHORT_LABELS
 from evaluation.models import EvaluationRun
 from search.catalog.models import Dataset, Image, ImageClass
 from search.errors import ApplicationError
 from search.index.service import IndexManifest, read_manifest
+from search.languages import page_language
 from search.ml.names import display_model_id
+from search.queries.routing import Route
 
 SPLIT_COUNTS_SECONDS = 300  # the form's split counts are cached: an import changes them rarely
 TIMED_RUNS = 50  # the newest finished runs read for the estimate's rates
+COMPARED_RUNS = 500  # the newest finished runs the language comparison looks through
 
 CSV_HEADER = ["mode", "scope", "wnid", "name", "metric", "value"]
 
@@ -51,6 +57,7 @@ def run_as_dict(run: EvaluationRun) -> dict:
         "model_ids": run.model_ids,
         "sample_size": run.sample_size,
         "seed": run.seed,
+        "language": run.language,
         "created_by": run.created_by.get_username() if run.created_by else None,
         "created_at": when(run.created_at),
         "started_at": when(run.started_at),
@@ -131,10 +138,13 @@ def available_indexes() -> list[str]:
     )  # fmt: skip
 
 
-def worst_classes(run: EvaluationRun, *, limit: int = 8) -> list[dict]:
-    """The image -> image classes with the lowest Recall@(smallest k), with their failures."""
+def worst_classes(
+    run: EvaluationRun, *, limit: int = 8, per_class: dict | None = None
+) -> list[dict]:
+    """The image -> image classes with the lowest Recall@(smallest k), with their failures
+    (from `per_class` when given: the run's rows with the classes named for the page)."""
     ks = retrieval_ks(run)
-    rows = run.per_class.get("image") or []
+    rows = (run.per_class if per_class is None else per_class).get("image") or []
     if not ks or not rows:
         return []
     metric = f"recall@{ks[0]}"
@@ -148,14 +158,206 @@ def headline(run: EvaluationRun) -> list[tuple[str, float | None]]:
     """The few numbers the run list shows: Recall@(smallest k), top-1, LIR per context."""
     ks = retrieval_ks(run)
     out: list[tuple[str, float | None]] = []
-    for mode, label in (("image", "image"), ("text", "text")):
-        if mode in run.metrics and ks:
-            out.append((f"{label} R@{ks[0]}", run.metrics[mode].get(f"recall@{ks[0]}")))
+    if "image" in run.metrics and ks:
+        label = gettext("image R@%(k)s") % {"k": ks[0]}
+        out.append((label, run.metrics["image"].get(f"recall@{ks[0]}")))
+    if "text" in run.metrics and ks:
+        label = gettext("text R@%(k)s") % {"k": ks[0]}
+        out.append((label, run.metrics["text"].get(f"recall@{ks[0]}")))
     if "zeroshot" in run.metrics:
-        out.append(("zero-shot top-1", run.metrics["zeroshot"].get("top1_accuracy")))
+        out.append((gettext("zero-shot top-1"), run.metrics["zeroshot"].get("top1_accuracy")))
     for context, result in (run.metrics.get("rag") or {}).get("contexts", {}).items():
-        out.append((f"LIR {context}", result.get("lir")))
+        label = gettext("LIR %(context)s") % {"context": context_name(context)}
+        out.append((label, result.get("lir")))
     return out
+
+
+def context_name(context: str) -> str:
+    """A RAG context's short name on the pages (its stored value is an identifier)."""
+    names = {
+        "retrieved": pgettext("RAG context", "retrieved"),
+        "none": pgettext("RAG context", "none"),
+    }
+    return names.get(context, context)
+
+
+def language_name(code: str) -> str:
+    """A run's language as the page's language names it ("Indonesian", "Bahasa Indonesia")."""
+    try:
+        return get_language_info(code)["name_translated"]
+    except KeyError:
+        return code
+
+
+def route_name(route: str | None) -> str:
+    """A text route in words; a run that took no text route has none."""
+    try:
+        return str(ROUTE_LABELS[Route(route)])
+    except ValueError:
+        return ""
+
+
+# --- class names in the page's language --------------------------------------------------
+
+
+def class_names(run: EvaluationRun) -> dict[str, str]:
+    """wnid -> the class's name in the page language, for the classes of the run's dataset
+    that it names (a class deleted since keeps the name the run stored)."""
+    dataset = (run.index_manifest or {}).get("dataset")
+    wnids = {row["wnid"] for rows in run.per_class.values() for row in rows}
+    for row in (run.per_class.get("image") or []) + (run.per_class.get("text") or []):
+        wnids.update(
+            f["retrieved_wnid"] for f in row.get("failures", []) if f.get("retrieved_wnid")
+        )
+    wnids.update(r["wnid"] for r in run.details.get("rag") or [])
+    if not dataset or not wnids:
+        return {}
+    language = page_language()
+    return {
+        cls.wnid: cls.name_in(language)
+        for cls in ImageClass.objects.filter(dataset__name=dataset, wnid__in=wnids).only(
+            "wnid", "name", "names", "translations"
+        )
+    }
+
+
+def named_rows(rows: list[dict], names: dict[str, str]) -> list[dict]:
+    """Per-class rows with each class (and what its failures found) named in the page's
+    language."""
+    out = []
+    for row in rows:
+        row = {**row, "name": names.get(row["wnid"], row["name"])}
+        if "failures" in row:
+            row["failures"] = [
+                {**f, "retrieved_name": names.get(f["retrieved_wnid"], f["retrieved_name"])}
+                if f.get("retrieved_wnid")
+                else f
+                for f in row["failures"]
+            ]
+        out.append(row)
+    return out
+
+
+# --- the runs side by side, per language --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """The latest finished run of one mode in one language (and text route)."""
+
+    run_id: int
+    language: str
+    route: str  # "" for descriptions: they take no text route
+    finished_at: datetime
+    figures: dict[str, float | None]  # column key -> value
+
+    @property
+    def language_name(self) -> str:
+        return language_name(self.language)
+
+    @property
+    def route_name(self) -> str:
+        return route_name(self.route)
+
+    @property
+    def route_short_name(self) -> str:
+        return str(ROUTE_SHORT_LABELS[Route(self.route)]) if self.route else ""
+
+    @property
+    def label(self) -> str:
+        """A chart's bar group: "Indonesian · multilingual"."""
+        if not self.route:
+            return self.language_name
+        return f"{self.language_name} · {self.route_short_name}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    mode: str
+    columns: list[tuple[str, str]]  # (key, heading)
+    runs: list[ComparedRun]
+
+    @property
+    def headings(self) -> list[str]:
+        return [heading for _, heading in self.columns]
+
+    @property
+    def rows(self) -> list[tuple[ComparedRun, list[float | None]]]:
+        """Each run with its figures in the columns' order (None: it did not measure one)."""
+        return [(run, [run.figures.get(key) for key, _ in self.columns]) for run in self.runs]
+
+
+def language_comparison() -> list[Comparison]:
+    """For text, zero-shot and descriptions: the latest finished run of each language (and,
+    for text queries, each route), side by side; only modes some run has measured."""
+    rows = (
+        EvaluationRun.objects.filter(status=EvaluationRun.Status.DONE)
+        .order_by("-finished_at", "-id")
+        .values_list("id", "language", "configuration", "metrics", "finished_at")[:COMPARED_RUNS]
+    )
+    latest: dict[tuple[str, str, str], ComparedRun] = {}
+    columns: dict[str, dict[str, str]] = {"text": {}, "zeroshot": {}, "rag": {}}
+    for run_id, language, configuration, metrics, finished_at in rows:
+        route = configuration.get("text_route") or Route.CLIP.value  # before routes: CLIP's
+        for mode in columns:
+            summary = metrics.get(mode)
+            if not summary:
+                continue
+            key = (mode, language, route if mode != "rag" else "")
+            if key in latest:
+                continue
+            figures = _figures(mode, summary, configuration)
+            columns[mode].update({k: heading for k, (heading, _) in figures.items()})
+            latest[key] = ComparedRun(
+                run_id=run_id,
+                language=language,
+                route=key[2],
+                finished_at=finished_at,
+                figures={k: value for k, (_, value) in figures.items()},
+            )
+    comparisons = []
+    for mode, found in columns.items():
+        runs = sorted(
+            (r for (m, _, _), r in latest.items() if m == mode),
+            key=lambda r: (r.language, r.route),
+        )
+        if runs:
+            comparisons.append(Comparison(mode, _ordered(found), runs))
+    return comparisons
+
+
+def _figures(mode: str, summary: dict, configuration: dict) -> dict[str, tuple[str, float]]:
+    """A run's figures of one mode: column key -> (heading, value)."""
+    if mode == "text":
+        ks = sorted(int(k) for k in configuration.get("ks", []))
+        figures = {
+            f"recall@{k}": (gettext("R@%(k)s") % {"k": k}, summary.get(f"recall@{k}")) for k in ks
+        }
+        figures["mrr"] = (gettext("MRR"), summary.get("mrr"))
+        return figures
+    if mode == "zeroshot":
+        return {
+            "top1_accuracy": (gettext("top-1"), summary.get("top1_accuracy")),
+            "top5_accuracy": (gettext("top-5"), summary.get("top5_accuracy")),
+        }
+    return {
+        f"lir:{context}": (
+            gettext("LIR %(context)s") % {"context": context_name(context)},
+            result.get("lir"),
+        )
+        for context, result in summary.get("contexts", {}).items()
+    }
+
+
+def _ordered(columns: dict[str, str]) -> list[tuple[str, str]]:
+    """Columns in reading order: Recall@k by k, then MRR; the rest as first seen."""
+
+    def order(key: str):
+        if key.startswith("recall@"):
+            return (0, int(key.split("@")[1]))
+        return (1 if key == "mrr" else 0, 0)
+
+    return sorted(columns.items(), key=lambda item: order(item[0]))
 
 
 # --- the staff form: what can be evaluated, and what it would cost ------------------------

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from tqdm import tqdm
 
 from evaluation.config import EvaluationConfig
@@ -56,6 +57,7 @@ def create_run(*, config: EvaluationConfig, user=None) -> EvaluationRun:
         configuration=config.to_json(),
         index_name=config.resolved_index_name,
         seed=config.seed,
+        language=config.language,
         created_by=user if user is not None and user.is_authenticated else None,
     )
 
@@ -110,7 +112,7 @@ def cancel_run(*, run: EvaluationRun, user) -> EvaluationRun:
     heartbeat and keeps what it finished). A run that finished meanwhile stays as it is.
     PermissionDenied unless `may_cancel`."""
     if not may_cancel(run, user):
-        raise PermissionDenied("Only staff or the person who started a run can cancel it.")
+        raise PermissionDenied(_("Only staff or the person who started a run can cancel it."))
     now = timezone.now()
     rows = EvaluationRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True)
     rows.filter(status=EvaluationRun.Status.QUEUED).update(

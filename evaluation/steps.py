@@ -5,13 +5,14 @@ estimate is based on)."""
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Step(models.TextChoices):
     """value: the progress bar's label on a console; label: the run page's words."""
 
-    EMBED_IMAGES = "embed query images", "Reading and embedding the query images"
-    SEARCH_IMAGES = "search by image", "Searching the index with each query image"
-    EMBED_CLASSES = "embed class names", "Embedding the class names"
-    SEARCH_CLASSES = "search by class name", "Searching the index with each class name"
-    DESCRIBE = "describe images", "Describing the sampled images"
+    EMBED_IMAGES = "embed query images", _("Reading and embedding the query images")
+    SEARCH_IMAGES = "search by image", _("Searching the index with each query image")
+    EMBED_CLASSES = "embed class names", _("Embedding the class names")
+    SEARCH_CLASSES = "search by class name", _("Searching the index with each class name")
+    DESCRIBE = "describe images", _("Describing the sampled images")

@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
@@ -29,11 +31,12 @@ def _list_page(request: HttpRequest, form: RunForm | None, *, status: int = 200)
     runs = list(selectors.run_list()[:RUNS_SHOWN])
     for run in runs:
         run.headline = selectors.headline(run)
+        run.route_name = selectors.route_name(run.configuration.get("text_route"))
     if form is not None and not form.is_bound:
         form = RunForm(RunForm.defaults())  # bound to its defaults: the page shows their cost
     if form is not None:
         form.is_valid()
-    context = {"runs": runs, "form": form}
+    context = {"runs": runs, "form": form, "comparisons": _comparisons()}
     if request.user.is_staff:  # commands are for operators, as they work typed
         context["commands"] = {
             "evaluate": manage_command("evaluate --sample 1000"),
@@ -43,6 +46,29 @@ def _list_page(request: HttpRequest, form: RunForm | None, *, status: int = 200)
     return render(request, "evaluation/runs.html", context, status=status)
 
 
+COMPARISON_TITLES = {
+    "text": gettext_lazy("Text → image by language and route"),
+    "zeroshot": gettext_lazy("Zero-shot classification by language and route"),
+    "rag": gettext_lazy("Descriptions that name the class, by language"),
+}
+
+
+def _comparisons() -> list[dict]:
+    """The latest finished run per language (and route) of each mode, with its chart."""
+    return [
+        {
+            "comparison": comparison,
+            "title": COMPARISON_TITLES[comparison.mode],
+            "chart": charts.grouped_bars_svg(
+                {run.label: cells for run, cells in comparison.rows},
+                comparison.headings,
+                title="",  # the card's heading says it
+            ),
+        }
+        for comparison in selectors.language_comparison()
+    ]
+
+
 @require_http_methods(["GET", "POST"])
 def run_list(request: HttpRequest) -> HttpResponse:
     """The runs; for staff, the form that starts one. POST with action=estimate (the form's
@@ -50,7 +76,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _list_page(request, RunForm() if request.user.is_staff else None)
     if not request.user.is_staff:
-        raise PermissionDenied("Only staff can start an evaluation run.")
+        raise PermissionDenied(_("Only staff can start an evaluation run."))
     starting = request.POST.get("action") != "estimate"
     form = RunForm(request.POST, starting=starting)
     if form.is_valid() and starting:
@@ -67,7 +93,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_estimate(request: HttpRequest) -> HttpResponse:
     """The form's cost as it is being filled in (HTMX swaps it in); a full page without HTMX."""
     if not request.user.is_staff:
-        raise PermissionDenied("Only staff can start an evaluation run.")
+        raise PermissionDenied(_("Only staff can start an evaluation run."))
     form = RunForm(request.GET)
     if not request.htmx:
         return _list_page(request, form)
@@ -79,7 +105,7 @@ def _run(pk: int) -> EvaluationRun:
     try:
         return selectors.get_run(run_id=pk)
     except EvaluationRun.DoesNotExist:
-        raise Http404("No such evaluation run.") from None
+        raise Http404(_("No such evaluation run.")) from None
 
 
 @require_GET
@@ -92,16 +118,24 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "evaluation/run.html#status", {"run": run, "can_cancel": can_cancel})
     ks = selectors.retrieval_ks(run)
     rag = run.metrics.get("rag")
+    names = selectors.class_names(run)  # the classes in the page's language
+    per_class = {mode: selectors.named_rows(rows, names) for mode, rows in run.per_class.items()}
+    examples = [
+        {**ex, "name": names.get(ex["wnid"], ex["name"])}
+        for ex in (run.details.get("rag") or [])[:RAG_EXAMPLES]
+    ]
     context = {
         "run": run,
         "can_cancel": can_cancel,
         "ks": ks,
+        "language_name": selectors.language_name(run.language),
+        "route_name": selectors.route_name(run.configuration.get("text_route")),
         "retrieval_rows": selectors.retrieval_rows(run, ks),
-        "charts": charts.run_charts(run.metrics, run.per_class, ks) if run.finished else {},
-        "worst_classes": selectors.worst_classes(run),
+        "charts": charts.run_charts(run.metrics, per_class, ks) if run.finished else {},
+        "worst_classes": selectors.worst_classes(run, per_class=per_class),
         "rag": rag,
-        "rag_contexts": list(rag["contexts"]) if rag else [],
-        "rag_examples": (run.details.get("rag") or [])[:RAG_EXAMPLES],
+        "rag_contexts": [(c, selectors.context_name(c)) for c in rag["contexts"]] if rag else [],
+        "rag_examples": examples,
         "configuration_json": json.dumps(run.configuration, indent=2, ensure_ascii=False),
     }
     return render(request, "evaluation/run.html", context)
@@ -114,10 +148,10 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx and not run.finished:  # stopping: the status says so, and polls on
         return render(request, "evaluation/run.html#status", {"run": run, "can_cancel": True})
     if run.status == EvaluationRun.Status.CANCELLED:
-        messages.success(request, "The run is cancelled.")
+        messages.success(request, _("The run is cancelled."))
     elif run.cancelling:
         messages.success(
-            request, "The run stops after its current step and keeps what it finished."
+            request, _("The run stops after its current step and keeps what it finished.")
         )
     if request.htmx:
         return HttpResponseClientRefresh()

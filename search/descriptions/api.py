@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
@@ -16,6 +17,7 @@ from search.catalog.api import ImageSerializer
 from search.descriptions import selectors
 from search.descriptions import services as describe_service
 from search.descriptions.models import Description
+from search.languages import PAGE_LANGUAGES, page_language
 from search.queries.api import own_query
 from search.web import PK_MAX
 from search.web.api import RESPONSE_HEADERS, ApiAuthMixin, ModelNameField, errors, object_id
@@ -35,8 +37,14 @@ class DescriptionSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True, help_text="The text so far.")
     tokens = serializers.IntegerField(help_text="Tokens generated; counted once done.")
     context_mode = serializers.ChoiceField(choices=Description.Context.choices)
+    language = serializers.ChoiceField(
+        choices=PAGE_LANGUAGES,
+        help_text="The language it is written in (ISO 639-1): en (English) or id (Bahasa "
+        "Indonesia).",
+    )
     context = serializers.JSONField(
-        help_text="k, the neighbours (image id, wnid, score) and the candidate classes."
+        help_text="k, the neighbours (image id, wnid, score) and the candidate classes (each "
+        "by its wnid, named in the description's language)."
     )
     backend = serializers.CharField()
     model = ModelNameField(
@@ -95,6 +103,14 @@ class DescriptionCreateApi(ApiAuthMixin, APIView):
             help_text="retrieved: the labels of the image's nearest neighbours; none: the "
             "image alone.",
         )
+        language = serializers.ChoiceField(
+            choices=PAGE_LANGUAGES,
+            required=False,
+            help_text="The language to write it in: en (English) or id (Bahasa Indonesia). "
+            "Default: the request's language (Accept-Language, or the language cookie), "
+            "English when it is neither. An identical description is reused only in the "
+            "same language.",
+        )
         regenerate = serializers.BooleanField(
             default=False, help_text="Generate anew even when an identical description exists."
         )
@@ -117,6 +133,7 @@ class DescriptionCreateApi(ApiAuthMixin, APIView):
             query=query,
             image_id=data.validated_data.get("image_id"),
             context_mode=data.validated_data["context"],
+            language=data.validated_data.get("language") or page_language(),
             regenerate=data.validated_data["regenerate"],
         )
         body = DescriptionSerializer(description, context={"request": request}).data
@@ -135,6 +152,6 @@ class DescriptionDetailApi(ApiAuthMixin, APIView):
         try:
             description = selectors.get_description(user=request.user, description_id=id)
         except Description.DoesNotExist:
-            raise NotFound("No such description among yours.") from None
+            raise NotFound(_("No such description among yours.")) from None
         description = describe_service.with_stall_check(description)
         return Response(DescriptionSerializer(description, context={"request": request}).data)

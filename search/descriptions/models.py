@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from search.catalog.models import Image
 from search.ops.jobs import FINISHED, JobStatus
@@ -15,8 +16,8 @@ class Description(models.Model):
     Status = JobStatus  # queued -> running -> done | failed (search.ops.jobs)
 
     class Context(models.TextChoices):
-        RETRIEVED = "retrieved", "labels of retrieved neighbours"
-        NONE = "none", "image only"
+        RETRIEVED = "retrieved", _("labels of retrieved neighbours")
+        NONE = "none", _("image only")
 
     query = models.ForeignKey(SearchQuery, on_delete=models.CASCADE, related_name="descriptions")
     image = models.ForeignKey(

@@ -6,8 +6,8 @@ which the page polls. The RAG step (context, prompt, generation) is `rag`; the q
 wait in (fair order, stall recovery, lost tasks) is `queue`, one job kind of search.ops.jobs.
 
 The queue is fair and bounded:
-- Identical requests (image, context, backend, model, prompt version; uploads only within
-  their owner's) share one generation: a finished one is copied, one still queued or running
+- Identical requests (image, context, backend, model, language, prompt version; uploads only
+  within their owner's) share one generation: a finished one is copied, one still queued or running
   is followed (the new row has `generates` off, `reused_from` = the generation, and catches
   up with it whenever it is read; if that row is deleted, the follower takes over). The
   database allows one generation in flight per key (a partial unique constraint), so
@@ -26,6 +26,8 @@ from http import HTTPStatus
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from PIL import Image as PILImage
 
 from search.catalog.models import Image
@@ -39,6 +41,7 @@ from search.descriptions.queue import (
     lock_user,
 )
 from search.errors import ApplicationError, NotFound, TooManyRequests
+from search.languages import ENGLISH, PAGE_LANGUAGES
 from search.ml.errors import ModelError
 from search.ml.registry import describer_enabled, get_describer
 from search.ops import jobs
@@ -56,7 +59,7 @@ class DescriptionsDisabled(ApplicationError):
 
     code = "disabled"
     status = HTTPStatus.CONFLICT
-    for_users = "Descriptions are turned off on this server."
+    for_users = gettext_lazy("Descriptions are turned off on this server.")
 
 
 class NoSuchSubject(NotFound):
@@ -88,20 +91,20 @@ def _subject(query: SearchQuery, image_id: int | None) -> tuple[Image | None, st
     """Which image of this query to describe, and the key identical requests share."""
     if image_id is None:
         if not query.uploaded_image:
-            raise NoSuchSubject("This query has no uploaded image; choose a result.")
+            raise NoSuchSubject(_("This query has no uploaded image; choose a result."))
         with query.uploaded_image.open("rb") as f:
             return None, f"upload:{hashlib.sha256(f.read()).hexdigest()}"
     allowed = set(query.results.values_list("image_id", flat=True)) | {query.source_image_id}
     if image_id not in allowed:
-        raise NoSuchSubject(f"Image {image_id} is not among this query's images.")
+        raise NoSuchSubject(_("Image %(id)s is not among this query's images.") % {"id": image_id})
     return Image.objects.select_related("dataset", "image_class").get(
         pk=image_id
     ), f"image:{image_id}"
 
 
 def generation_key(same: dict, *, owner_id: int | None) -> str:
-    """What identical requests share: the subject, context mode, model and prompt version,
-    and for an upload its owner (an upload is private: never shared across users)."""
+    """What identical requests share: the subject, context mode, model, language and prompt
+    version, and for an upload its owner (an upload is private: never shared across users)."""
     parts = {**same, "owner": owner_id}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -111,15 +114,24 @@ def request_description(
     query: SearchQuery,
     image_id: int | None = None,
     context_mode: str = Description.Context.RETRIEVED,
+    language: str = ENGLISH,
     regenerate: bool = False,
 ) -> Description:
-    """A description of one of the query's images: reused, following one in progress, or
+    """A description of one of the query's images in `language` (the reader's: a page
+    language), reused only from one in the same language, following one in progress, or
     newly queued. Raises DescriptionQueueFull when the user has too many pending."""
     if context_mode not in Description.Context.values:
-        raise SearchInputError(f"context must be one of {', '.join(Description.Context.values)}.")
+        raise SearchInputError(
+            _("context must be one of %(choices)s.")
+            % {"choices": ", ".join(Description.Context.values)}
+        )
+    if language not in PAGE_LANGUAGES:
+        raise SearchInputError(
+            _("language must be one of %(choices)s.") % {"choices": ", ".join(PAGE_LANGUAGES)}
+        )
     if not describer_enabled():
         raise DescriptionsDisabled(
-            "Descriptions are disabled on this server (TINYRAG_VLM_BACKEND=none)."
+            _("Descriptions are disabled on this server (TINYRAG_VLM_BACKEND=none).")
         )
     describer = get_describer()
     image, key = _subject(query, image_id)
@@ -128,7 +140,8 @@ def request_description(
         "context_mode": context_mode,
         "backend": describer.backend,
         "model": describer.model_id,
-        "prompt_version": rag.PROMPT_VERSION,
+        "language": language,
+        "prompt_version": rag.prompt_version(language),
     }
     shared = generation_key(same, owner_id=query.user_id if image is None else None)
 
@@ -149,9 +162,15 @@ def request_description(
         try:
             pixels = open_subject(query, image)
         except OSError:
-            what = f"image {image.pk}" if image is not None else "your upload"
-            raise SearchInputError(f"The file of {what} cannot be read.") from None
-        context = rag.retrieved_context(pixels, k=settings.TINYRAG_RAG_K, exclude_ids=exclude)
+            message = (
+                _("The file of image %(id)s cannot be read.") % {"id": image.pk}
+                if image is not None
+                else _("The file of your upload cannot be read.")
+            )
+            raise SearchInputError(message) from None
+        context = rag.retrieved_context(
+            pixels, k=settings.TINYRAG_RAG_K, exclude_ids=exclude, language=language
+        )
 
 
 def _existing(
@@ -189,7 +208,7 @@ def _queue(
                 **same,
                 generation_key=shared,
                 context=context,
-                prompt=rag.build_prompt(same["context_mode"], context),
+                prompt=rag.build_prompt(same["context_mode"], context, language=same["language"]),
             )
     except IntegrityError:  # another user's identical request started it a moment ago
         in_flight = generation_in_flight(shared)
@@ -207,13 +226,19 @@ def _check_room(user_id: int) -> None:
     ).count()
     if pending >= settings.TINYRAG_DESCRIPTION_PENDING_MAX:
         raise DescriptionQueueFull(
-            f"You already have {pending} descriptions waiting or being written; try again "
-            "when one of them is done."
+            ngettext(
+                "You already have %(n)s description waiting or being written; try again "
+                "when it is done.",
+                "You already have %(n)s descriptions waiting or being written; try again "
+                "when one of them is done.",
+                pending,
+            )
+            % {"n": pending}
         )
     queued = Description.objects.filter(generates=True, status=Description.Status.QUEUED)
     if queued.count() >= settings.TINYRAG_DESCRIPTION_QUEUE_MAX:
         raise DescriptionQueueFull(
-            "The server has more descriptions waiting than it can take; try again in a minute."
+            _("The server has more descriptions waiting than it can take; try again in a minute.")
         )
 
 

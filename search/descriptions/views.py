@@ -6,12 +6,14 @@ from django import forms
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from search.descriptions import services as describe_service
 from search.descriptions.models import Description
 from search.descriptions.selectors import get_description
 from search.errors import ApplicationError
+from search.languages import page_language
 from search.queries.models import SearchQuery
 from search.queries.views import own_query
 from search.web import PK_MAX
@@ -36,7 +38,7 @@ def _own_description(request: HttpRequest, pk: int) -> Description:
     try:
         description = get_description(user=request.user, description_id=pk)
     except Description.DoesNotExist:
-        raise Http404("No such description in your history.") from None
+        raise Http404(_("No such description in your history.")) from None
     return describe_service.with_stall_check(description)
 
 
@@ -61,8 +63,10 @@ def describe(request: HttpRequest, pk: int) -> HttpResponse:
     form = DescribeForm(request.POST)
     if not form.is_valid():  # the buttons never send this: a 400 page (or card) that says why
         context = {
-            "error": "This request to describe an image could not be read. Go back to the "
-            "results and press Describe on the image you want described.",
+            "error": _(
+                "This request to describe an image could not be read. Go back to the "
+                "results and press Describe on the image you want described."
+            ),
             "error_detail": form.error_line(),
             "back": reverse("search:query", args=[pk]),
         }
@@ -75,6 +79,7 @@ def describe(request: HttpRequest, pk: int) -> HttpResponse:
         back=reverse("search:query", args=[pk]),
         image_id=form.cleaned_data["image_id"],
         context_mode=form.cleaned_data["context"],
+        language=page_language(),  # the page's: a description is written for its reader
     )
 
 
@@ -95,5 +100,6 @@ def regenerate_description(request: HttpRequest, pk: int) -> HttpResponse:
         back=reverse("search:description", args=[pk]),
         image_id=old.image_id,
         context_mode=old.context_mode,
+        language=old.language,  # the same description anew, in the language it was written in
         regenerate=True,
     )

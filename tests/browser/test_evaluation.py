@@ -5,6 +5,8 @@ cancel button work without JavaScript too."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from django.utils import timezone
 
@@ -163,3 +165,52 @@ def test_without_javascript_the_estimate_and_the_cancel_are_plain_posts(
     run.refresh_from_db()
     assert run.status == "cancelled"
     context.close()
+
+
+def test_runs_side_by_side_per_language_and_a_run_in_the_pages_language(
+    page, live_server, django_user_model, csp_violations
+):
+    """English and Indonesian runs compared on the list, with their charts; an Indonesian
+    run's page read on an Indonesian page names its classes in Indonesian."""
+    from playwright.sync_api import expect
+
+    from search.catalog.models import Dataset, ImageClass
+
+    dataset = Dataset.objects.create(name="tiny-imagenet-200", root="/nowhere", source="test")
+    for wnid, name, indonesian in (
+        ("n07749582", "lemon", "jeruk sitrun"),
+        ("n04067472", "reel", "gulungan pancing"),
+    ):
+        ImageClass.objects.create(
+            dataset=dataset, wnid=wnid, name=name, names=[name],
+            translations={"id": {"name": indonesian, "synonyms": [], "source": "test"}},
+        )  # fmt: skip
+    english = make_run()  # "all", from before routes were stored: CLIP
+    for route, recall in (("multilingual", 0.3), ("translate", 0.4), ("clip", 0.1)):
+        metrics = copy.deepcopy(english.metrics)
+        metrics["text"].update({"recall@1": recall, "mrr": recall + 0.1})
+        metrics["rag"]["contexts"]["retrieved"]["lir"] = recall / 2
+        indonesian = make_run(
+            language="id", metrics=metrics,
+            configuration={"split": "val", "ks": [1, 5], "seed": 0, "text_route": route},
+        )  # fmt: skip
+    log_in_new_user(page, live_server, django_user_model, "ayu")
+
+    page.goto(f"{live_server.url}/evaluation/")
+    text = page.locator("#compare-text")
+    expect(text.locator("tbody tr")).to_have_count(4)  # English on CLIP, Indonesian on three
+    expect(text.locator("tbody tr").last).to_contain_text("translated")
+    chart = page.locator("#chart-compare-text img")
+    expect(chart).to_be_visible()
+    assert chart.evaluate("img => img.complete && img.naturalWidth") > 0
+    expect(page.locator("#compare-rag tbody tr")).to_have_count(2)
+    screenshots(page, "evaluation-by-language")
+
+    # the same page in Bahasa Indonesia (the switcher's cookie): the classes in Indonesian
+    page.context.add_cookies([{"name": "django_language", "value": "id", "url": live_server.url}])
+    page.goto(f"{live_server.url}/evaluation/runs/{indonesian.pk}/")
+    expect(page.locator("html")).to_have_attribute("lang", "id")
+    expect(page.locator("table.worst")).to_contain_text("gulungan pancing")
+    expect(page.locator("table.worst")).to_contain_text("→ jeruk sitrun")
+    screenshots(page, "evaluation-run-indonesian")
+    assert csp_violations == [], "\n".join(csp_violations)

@@ -254,7 +254,8 @@ def test_the_runs_list_turns_into_cards_on_a_phone(auth_client):
     """Every cell says what it is (the stack-table's data-label), so a row reads as a card."""
     make_run()
     html = auth_client.get(LIST_URL).content.decode()
-    table = html[html.index('<table class="grid runs stack-table">') : html.index("</table>")]
+    start = html.index('<table class="grid runs stack-table">')
+    table = html[start : html.index("</table>", start)]
     cells = re.findall(r"<td[^>]*>", table)
     assert len(cells) == 7  # a user sees no "Started by"
     assert all("data-label=" in cell for cell in cells)

@@ -99,3 +99,49 @@ def test_disabled_backend_answers_409(api, query_id, settings):
     )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "disabled"
+
+
+# --- the language it is written in -------------------------------------------------------------
+
+
+def test_the_language_is_chosen_reported_and_part_of_reuse(api, query_id):
+    image_id = first_image(api, query_id)
+    url = f"/api/v1/queries/{query_id}/descriptions"
+    english = api.post(url, {"image_id": image_id}, format="json").json()
+    assert english["language"] == "en"  # no Accept-Language: English
+    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+
+    indonesian = api.post(url, {"image_id": image_id, "language": "id"}, format="json")
+    assert indonesian.status_code == 202
+    body = indonesian.json()
+    assert (body["language"], body["prompt_version"]) == ("id", "rag-id-v1")
+    assert (body["status"], body["reused"]) == ("queued", False)  # not the English text
+    assert Description.objects.get(pk=body["id"]).prompt.startswith("Jelaskan gambar ini")
+
+    again = api.post(url, {"image_id": image_id, "language": "en"}, format="json").json()
+    assert (again["status"], again["reused_from"], again["language"]) == (
+        "done",
+        english["id"],
+        "en",
+    )
+    polled = api.get(f"/api/v1/descriptions/{body['id']}").json()
+    assert polled["language"] == "id"
+
+
+def test_the_default_language_is_the_requests(api, query_id):
+    image_id = first_image(api, query_id)
+    url = f"/api/v1/queries/{query_id}/descriptions"
+    response = api.post(url, {"image_id": image_id}, format="json", HTTP_ACCEPT_LANGUAGE="id-ID")
+    assert response.json()["language"] == "id"
+    assert Description.objects.get().language == "id"
+
+
+@pytest.mark.parametrize("language", ["fr", "", "ID ", 7, None])
+def test_an_unknown_language_is_a_400_naming_the_field(api, query_id, language):
+    url = f"/api/v1/queries/{query_id}/descriptions"
+    response = api.post(
+        url, {"image_id": first_image(api, query_id), "language": language}, format="json"
+    )
+    assert response.status_code == 400
+    assert "language" in response.json()["error"]["fields"]
+    assert not Description.objects.exists()

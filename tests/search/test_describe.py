@@ -362,3 +362,115 @@ def test_a_malformed_describe_request_is_a_clear_message(query, auth_client, htm
     assert "image_id: Enter a whole number." in html
     assert ("<html" in html) is not htmx
     assert not query.descriptions.exists()
+
+
+# --- in the reader's language ----------------------------------------------------------------
+
+
+def translate_classes() -> dict[str, str]:
+    """Give every class an Indonesian name and synonym (made up, distinct from the English);
+    returns wnid -> the Indonesian name."""
+    from search.catalog.models import ImageClass
+
+    names = {}
+    for cls in ImageClass.objects.all():
+        names[cls.wnid] = f"kelas {cls.wnid}"
+        cls.translations = {"id": {"name": names[cls.wnid], "synonyms": [f"sinonim {cls.wnid}"]}}
+        cls.save(update_fields=["translations"])
+    return names
+
+
+def test_an_indonesian_description_is_asked_for_in_indonesian_with_indonesian_labels(query):
+    indonesian = translate_classes()
+    description = describe.request_description(
+        query=query, image_id=first_result(query).pk, language="id"
+    )
+
+    assert (description.language, description.prompt_version) == ("id", "rag-id-v1")
+    assert description.prompt.startswith("Jelaskan gambar ini dengan setia")
+    assert "dalam bahasa Indonesia" in description.prompt
+    candidates = description.context["candidates"]
+    assert candidates  # the neighbours' classes, each by its wnid and its Indonesian names
+    for c in candidates:
+        assert (c["name"], c["synonyms"]) == (indonesian[c["wnid"]], [f"sinonim {c['wnid']}"])
+        assert f"{c['name']} (juga: sinonim {c['wnid']}): {c['votes']} dari 5" in description.prompt
+    run_worker()  # the tiny model writes random text: that it is written is what counts here
+    description.refresh_from_db()
+    assert description.status == "done", description.error
+
+
+def test_a_description_is_reused_only_in_the_same_language(query, other_user):
+    translate_classes()
+    image = first_result(query)
+    english = describe.request_description(query=query, image_id=image.pk)
+    run_worker()
+    english.refresh_from_db()
+    assert english.status == "done", english.error
+
+    other_query = text_search(user=other_user, text="lemon", top_k=5)
+    indonesian = describe.request_description(query=other_query, image_id=image.pk, language="id")
+    assert (indonesian.status, indonesian.reused_from, indonesian.generates) == (
+        "queued",
+        None,
+        True,
+    )  # an English text is no Indonesian description
+    assert indonesian.generation_key != english.generation_key
+    run_worker()
+    indonesian.refresh_from_db()
+
+    again_en = describe.request_description(query=other_query, image_id=image.pk, language="en")
+    again_id = describe.request_description(query=query, image_id=image.pk, language="id")
+    assert (again_en.reused_from, again_en.language, again_en.text) == (
+        english,
+        "en",
+        english.text,
+    )
+    assert (again_id.reused_from, again_id.language) == (indonesian, "id")
+    assert DBTaskResult.objects.count() == 2  # one generation per language
+
+
+def test_an_unknown_description_language_is_refused(query):
+    from search.queries.services import SearchInputError
+
+    with pytest.raises(SearchInputError, match="language must be one of en, id"):
+        describe.request_description(query=query, image_id=first_result(query).pk, language="fr")
+    assert not Description.objects.exists()
+
+
+def test_a_page_describes_in_its_language_and_regenerate_keeps_it(query, auth_client):
+    image = first_result(query)
+    response = auth_client.post(
+        reverse("search:describe", args=[query.pk]),
+        {"image_id": image.pk},
+        HTTP_ACCEPT_LANGUAGE="id",
+    )
+    description = Description.objects.get()
+    assert response.status_code == 302
+    assert (description.language, description.prompt_version) == ("id", "rag-id-v1")
+    run_worker()
+
+    # read on an English page: the card says the text is Indonesian and marks it so
+    html = auth_client.get(
+        reverse("search:description", args=[description.pk]), HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+    assert "Written in Indonesian" in html
+    assert '<p class="description-text" lang="id">' in html
+    same = auth_client.get(
+        reverse("search:description", args=[description.pk]), HTTP_ACCEPT_LANGUAGE="id"
+    ).content.decode()
+    assert "description-language" not in same  # in the page's own language: nothing to say
+
+    auth_client.post(
+        reverse("search:description-regenerate", args=[description.pk]), HTTP_ACCEPT_LANGUAGE="en"
+    )
+    fresh = Description.objects.exclude(pk=description.pk).get()
+    assert (fresh.language, fresh.status, fresh.reused_from) == ("id", "queued", None)
+
+
+def test_an_english_page_describes_in_english(query, auth_client):
+    auth_client.post(
+        reverse("search:describe", args=[query.pk]),
+        {"image_id": first_result(query).pk},
+        HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9",
+    )
+    assert Description.objects.get().language == "en"

@@ -272,3 +272,21 @@ def test_a_follower_whose_generation_finished_can_be_regenerated(queue, user, ot
     assert fresh.pk != follower.pk
     assert (fresh.generates, fresh.status) == (True, "queued")
     assert Description.objects.get(pk=follower.pk).status == "done"  # caught up on the way
+
+
+def test_a_generation_in_flight_is_followed_only_in_its_language(queue, user, other_user):
+    alice_query, bob_query = lemon_query(user), lemon_query(other_user)
+    image_id = images_of(alice_query)[0]
+    english = describe.request_description(query=alice_query, image_id=image_id)
+    indonesian = describe.request_description(query=bob_query, image_id=image_id, language="id")
+    follower = describe.request_description(query=bob_query, image_id=image_id, language="en")
+
+    assert (indonesian.generates, indonesian.reused_from_id) == (True, None)
+    assert (follower.generates, follower.reused_from_id) == (False, english.pk)
+    assert waiting_tasks() == 2  # one generation per language
+    run_worker()
+    english.refresh_from_db()
+    indonesian.refresh_from_db()
+    follower = describe.with_stall_check(Description.objects.get(pk=follower.pk))  # as read
+    assert (english.status, indonesian.status, follower.status) == ("done", "done", "done")
+    assert follower.text == english.text

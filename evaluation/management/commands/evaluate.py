@@ -3,6 +3,9 @@
     python manage.py evaluate                          # everything, on the whole val split
     python manage.py evaluate --mode image --sample 2000 --k 1,5,10
     python manage.py evaluate --mode rag --sample 50 --rag-context retrieved,none --json rag.json
+    python manage.py evaluate --mode text --language id                 # Indonesian class names
+    python manage.py evaluate --mode text --language id --text-route translate
+    python manage.py evaluate --mode rag --language id --sample 50      # Indonesian descriptions
 
 Queries never find themselves: a query image that is in the index is excluded from its own
 results (and the run says so), an index holding val images is a warning on the run, and the
@@ -20,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from evaluation.config import (
     DEFAULT_RAG_SAMPLE,
     RAG_CONTEXTS,
+    TEXT_ROUTES,
     EvaluationConfig,
     EvaluationError,
     parse_ks,
@@ -28,6 +32,7 @@ from evaluation.models import EvaluationRun
 from evaluation.selectors import run_as_dict
 from evaluation.services import evaluate
 from search.catalog.models import Image
+from search.languages import ENGLISH, PAGE_LANGUAGES
 from search.ops.progress import DEFAULT_WORKERS
 
 
@@ -43,7 +48,8 @@ def format_run(run: EvaluationRun) -> str:
         f"Evaluation run #{run.pk} ({run.mode}) on index {run.index_name!r}"
         + (f" ({manifest.get('count')} images of {', '.join(manifest.get('splits', []))})"
            if manifest else "")
-        + f", split {cfg.get('split')}, seed {run.seed}",
+        + f", split {cfg.get('split')}, seed {run.seed}, language {run.language}"
+        + (f", text route {cfg['text_route']}" if cfg.get("text_route") else ""),
     ]  # fmt: skip
     ks = cfg.get("ks", [])
     for mode, title in (("image", "image -> image"), ("text", "text -> image")):
@@ -129,6 +135,21 @@ class Command(BaseCommand):
             help="Comma-separated contexts to describe with: retrieved (the neighbours' "
             "labels), none (the image only). Default: both.",
         )
+        parser.add_argument(
+            "--language",
+            choices=PAGE_LANGUAGES,
+            default=ENGLISH,
+            help="Language of the text queries (the class names in it, for text and zeroshot) "
+            "and of the descriptions and their label inclusion (rag): en (default) or id.",
+        )
+        parser.add_argument(
+            "--text-route",
+            choices=[route.value for route in TEXT_ROUTES],
+            help="Route of the text queries, to compare them: clip (CLIP's text tower with the "
+            "prompt template), multilingual (TINYRAG_TEXT_MODEL), translate "
+            "(TINYRAG_TRANSLATE_MODEL, then CLIP). Default: the one search takes for the "
+            "language.",
+        )
         parser.add_argument("--json", type=Path, help="Also write the whole run to this file.")
         parser.add_argument(
             "--batch-size",
@@ -158,6 +179,8 @@ class Command(BaseCommand):
                 ),
                 batch_size=options["batch_size"],
                 workers=options["workers"],
+                language=options["language"],
+                text_route=options["text_route"],
             ).validated()
             run = evaluate(config=config, console=options["verbosity"] >= 1)
         except EvaluationError as exc:
