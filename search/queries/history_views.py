@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import ngettext
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods
 
 from search.queries import services as search_service
@@ -37,41 +38,46 @@ class HistoryFilterForm(forms.Form):
     never an error page."""
 
     q = forms.CharField(
-        label="Search your queries",
+        label=gettext_lazy("Search your queries"),
         required=False,
         max_length=HISTORY_TEXT_MAX_LENGTH,
         error_messages={
-            "max_length": "The search text can be at most %(limit_value)d characters long; "
-            "it was left out."
+            "max_length": gettext_lazy(
+                "The search text can be at most %(limit_value)d characters long; it was left out."
+            )
         },
         widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Words in your text searches"}
+            attrs={"type": "search", "placeholder": gettext_lazy("Words in your text searches")}
         ),
     )
     kind = forms.ChoiceField(
-        label="Kind",
+        label=gettext_lazy("Kind"),
         required=False,
         choices=[
-            ("", "All kinds"),
-            (SearchQuery.Kind.TEXT, "Text"),
-            (SearchQuery.Kind.IMAGE, "Uploaded image"),
-            (SearchQuery.Kind.SIMILAR, "More like this"),
+            ("", gettext_lazy("All kinds")),
+            (SearchQuery.Kind.TEXT, gettext_lazy("Text")),
+            (SearchQuery.Kind.IMAGE, gettext_lazy("Uploaded image")),
+            (SearchQuery.Kind.SIMILAR, gettext_lazy("More like this")),
         ],
-        error_messages={"invalid_choice": "That kind of search does not exist; it was left out."},
+        error_messages={
+            "invalid_choice": gettext_lazy("That kind of search does not exist; it was left out.")
+        },
     )
     class_filter = forms.ChoiceField(
-        label="Class filter",
+        label=gettext_lazy("Class filter"),
         required=False,
         error_messages={
-            "invalid_choice": "None of your searches used that class filter; it was left out."
+            "invalid_choice": gettext_lazy(
+                "None of your searches used that class filter; it was left out."
+            )
         },
     )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["class_filter"].choices = [
-            ("", "Any or none"),
-            (ANY_CLASS, "Any class filter"),
+            ("", _("Any or none")),
+            (ANY_CLASS, _("Any class filter")),
             *used_class_filters(user=user),
         ]
 
@@ -149,16 +155,16 @@ def delete_query(request: HttpRequest, pk: int) -> HttpResponse:
         return render(
             request,
             "search/confirm.html",
-            {"confirm": "query", "query": query, "back": back, "title": "Delete this search?"},
+            {"confirm": "query", "query": query, "back": back, "title": _("Delete this search?")},
         )
     search_service.delete_query(query=query)
     if back.startswith(reverse("search:query", args=[pk])):  # its own page is gone with it
         back = reverse("search:history")
     if request.htmx:
         context = _history_context(request, _history_params(back))
-        context["deleted_message"] = "The search was deleted."
+        context["deleted_message"] = _("The search was deleted.")
         return render(request, "search/history.html#rows", context)
-    messages.success(request, "The search was deleted.")
+    messages.success(request, _("The search was deleted."))
     return redirect(back)
 
 
@@ -172,7 +178,7 @@ def delete_history(request: HttpRequest) -> HttpResponse:
             "confirm": "history",
             "size": size,
             "back": reverse("search:history"),
-            "title": "Delete all your history?",
+            "title": _("Delete all your history?"),
         }
         template = "search/confirm.html#panel" if request.htmx else "search/confirm.html"
         return render(request, template, context)

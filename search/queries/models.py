@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from search.catalog.models import Image
 
@@ -22,9 +23,9 @@ TEXT_MAX_LENGTH = 500  # characters of a text query: a sentence or two, not a do
 
 class SearchQuery(models.Model):
     class Kind(models.TextChoices):
-        TEXT = "text", "text"
-        IMAGE = "image", "uploaded image"
-        SIMILAR = "similar", "more like this"
+        TEXT = "text", _("text")
+        IMAGE = "image", _("uploaded image")
+        SIMILAR = "similar", _("more like this")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="search_queries"

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from search.catalog.models import ImageClass
+from search.languages import ENGLISH, INDONESIAN
 from search.queries.models import SearchQuery, SearchResult
+from search.queries.routing import OTHER
 
 HISTORY_TEXT_MAX_LENGTH = 100  # characters of a history search: a few words, never a document
 ANY_CLASS = "*"  # the history filter "any class filter", beside one class's wnid
@@ -57,18 +61,80 @@ def query_history(*, user, where: HistoryFilter | None = None) -> QuerySet[Searc
 
 
 def class_names(wnids) -> dict[str, str]:
-    """wnid -> class name for the class filters in `wnids`, in one query (an unknown wnid,
-    e.g. of a dataset since removed, is left out: callers show the wnid)."""
+    """wnid -> class name in the page language for the class filters in `wnids`, in one query
+    (an unknown wnid, e.g. of a dataset since removed, is left out: callers show the wnid)."""
     wanted = {w for w in wnids if isinstance(w, str) and w}
     if not wanted:
         return {}
-    return dict(ImageClass.objects.filter(wnid__in=wanted).values_list("wnid", "name"))
+    classes = ImageClass.objects.filter(wnid__in=wanted).only(
+        "wnid", "name", "names", "translations"
+    )
+    return {c.wnid: c.display_name for c in classes}
+
+
+DETECT = ""  # the search form's query language "Detect automatically" (language=None)
+# The page languages by the names the search form's language menu gives them.
+PAGE_LANGUAGE_NAMES = {ENGLISH: _("English"), INDONESIAN: _("Bahasa Indonesia")}
+
+
+def language_name(code: str) -> str:
+    """A language's name in the page language; its code where Django does not know it."""
+    if code in PAGE_LANGUAGE_NAMES:
+        return str(PAGE_LANGUAGE_NAMES[code])
+    try:
+        return str(translation.get_language_info(code)["name_translated"])
+    except KeyError:
+        return code
+
+
+@dataclass(frozen=True)
+class QueryReading:
+    """How a text query was read (search.queries.routing), as its page tells it."""
+
+    language: str  # ISO 639-1 code
+    language_name: str  # in the page language
+    chosen: bool  # the user chose the language (else it was detected)
+    route: str  # "clip" | "multilingual" | "translate"; "" where none was stored
+    searched: str  # what the encoder got, where it is not the text as typed; else ""
+    # (code, name) of the page languages to search it again as, with one click
+    alternatives: tuple[tuple[str, str], ...]
+
+    @property
+    def menu_choice(self) -> str:
+        """The search form's query language that reads the text this way again: DETECT for
+        a detected language, OTHER for a chosen one that is not a page language."""
+        if not self.chosen:
+            return DETECT
+        return self.language if self.language in PAGE_LANGUAGE_NAMES else OTHER
+
+
+def query_reading(query: SearchQuery) -> QueryReading | None:
+    """How `query` was read; None for image queries and text queries stored before queries
+    had a language."""
+    if query.kind != SearchQuery.Kind.TEXT or not query.language:
+        return None
+    searched = " ".join(query.embedded_text.split())
+    if searched.casefold() == " ".join(query.text.split()).casefold():
+        searched = ""
+    return QueryReading(
+        language=query.language,
+        language_name=language_name(query.language),
+        chosen=query.language_chosen,
+        route=query.route,
+        searched=searched,
+        alternatives=tuple(
+            (code, str(name))
+            for code, name in PAGE_LANGUAGE_NAMES.items()
+            if code != query.language
+        ),
+    )
 
 
 def label_filters(queries) -> None:
-    """Sets on each query what its filters were, for pages: `class_filter_name` (the class's
-    name, its wnid when the class is gone, "" without a class filter) and `min_similarity`
-    (the cosine cutoff, 0 to 1, or None), with one lookup of class names for all of them."""
+    """Sets on each query what pages show of it: `class_filter_name` (the class's name in
+    the page language, its wnid when the class is gone, "" without a class filter),
+    `min_similarity` (the cosine cutoff, 0 to 1, or None) and `reading` (query_reading),
+    with one lookup of class names for all of them."""
     queries = list(queries)
     names = class_names(q.filters.get("class") for q in queries)
     for query in queries:
@@ -77,6 +143,7 @@ def label_filters(queries) -> None:
         cutoff = query.filters.get("min_similarity")  # as services.query_filters stores it
         number = isinstance(cutoff, int | float) and not isinstance(cutoff, bool)
         query.min_similarity = float(cutoff) if number else None
+        query.reading = query_reading(query)
 
 
 def used_class_filters(*, user) -> list[tuple[str, str]]:

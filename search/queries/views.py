@@ -7,11 +7,14 @@ from http import HTTPStatus
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -25,7 +28,14 @@ from search.ops.health import first_missing_step
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
 from search.queries.retrieval import query_models_loaded
-from search.queries.selectors import get_query, label_filters, results_page
+from search.queries.routing import OTHER
+from search.queries.selectors import (
+    DETECT,
+    PAGE_LANGUAGE_NAMES,
+    get_query,
+    label_filters,
+    results_page,
+)
 from search.queries.uploads import UploadError, check_upload_size
 from search.web.pages import login_or_token_required, show_error
 from tinyrag_site.throttling import rate_limited
@@ -33,43 +43,70 @@ from tinyrag_site.throttling import rate_limited
 PERCENT = 100  # the page shows similarity as cosine x 100 (a percentage); services take cosine
 CLASS_TEXT_MAX_LENGTH = 200  # what the class box takes: a class name, never a document
 
+# What the query language menu offers: text_search(language=...) values, DETECT for None;
+# OTHER reads the text in the detected language among all but English and Indonesian.
+QUERY_LANGUAGES = [
+    (DETECT, gettext_lazy("Detect automatically")),
+    *PAGE_LANGUAGE_NAMES.items(),
+    (OTHER, gettext_lazy("Another language")),
+]
+LANGUAGE_NOT_OFFERED = gettext_lazy("That query language is not offered: pick one from the list.")
+
+
+def query_language_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
+        required=False,
+        choices=QUERY_LANGUAGES,
+        label=gettext_lazy("Query language"),
+        error_messages={"invalid_choice": LANGUAGE_NOT_OFFERED},
+    )
+
 
 class SearchForm(forms.Form):
     text = forms.CharField(
         required=False,
         max_length=TEXT_MAX_LENGTH,
-        label="Search for",
+        label=gettext_lazy("Search for"),
         widget=forms.TextInput(
             attrs={
-                "placeholder": "Search in any language",
+                "placeholder": gettext_lazy("Search in any language"),
                 "autofocus": True,
                 "autocomplete": "off",
                 "enterkeyhint": "search",
             }
         ),
     )
-    image = forms.FileField(required=False, widget=forms.FileInput(attrs={"accept": "image/*"}))
+    language = query_language_field()
+    image = forms.FileField(
+        required=False,
+        label=gettext_lazy("Image"),
+        widget=forms.FileInput(attrs={"accept": "image/*"}),
+    )
     top_k = forms.IntegerField()  # bounds from settings, set per form
     class_filter = forms.CharField(
         required=False,
         max_length=CLASS_TEXT_MAX_LENGTH,
-        label="Class",
+        label=gettext_lazy("Class"),
         widget=forms.TextInput(
-            attrs={"list": "class-options", "autocomplete": "off", "placeholder": "All classes"}
+            attrs={
+                "list": "class-options",
+                "autocomplete": "off",
+                "placeholder": gettext_lazy("All classes"),
+            }
         ),
     )
     min_similarity = forms.IntegerField(
         required=False,
         min_value=0,
         max_value=PERCENT,
-        label="Minimum similarity (%)",
-        widget=forms.NumberInput(attrs={"placeholder": "none", "step": 1}),
+        label=gettext_lazy("Minimum similarity (%)"),
+        widget=forms.NumberInput(attrs={"placeholder": gettext_lazy("none"), "step": 1}),
     )
 
     def __init__(self, *args, dataset_name: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["top_k"] = forms.IntegerField(
-            label="Results",
+            label=gettext_lazy("Results"),
             min_value=1,
             max_value=settings.TINYRAG_TOP_K_MAX,
             initial=settings.TINYRAG_TOP_K_DEFAULT,
@@ -94,8 +131,11 @@ class SearchForm(forms.Form):
         wnid = self.class_options.wnid_of(typed)
         if wnid is None:
             raise forms.ValidationError(
-                f"There is no class called “{typed}”. Pick one from the list, or leave the "
-                "class empty to search all classes."
+                _(
+                    "There is no class called “%(typed)s”. Pick one from the list, or leave "
+                    "the class empty to search all classes."
+                )
+                % {"typed": typed}
             )
         return wnid
 
@@ -105,7 +145,7 @@ class SearchForm(forms.Form):
         if has_text and data.get("image"):
             raise forms.ValidationError(search_service.TEXT_AND_IMAGE)
         if not has_text and not data.get("image") and not self.has_error("image"):
-            raise forms.ValidationError("Type a text or choose an image.")
+            raise forms.ValidationError(_("Type a text or choose an image."))
         return data
 
     def search_arguments(self) -> dict:
@@ -118,12 +158,23 @@ class SearchForm(forms.Form):
             "min_similarity": None if percent is None else percent / PERCENT,
         }
 
+    def text_language(self) -> str | None:
+        """The language the text is to be read in; None: detect it."""
+        return self.cleaned_data.get("language") or None
 
-def _page_context(form: SearchForm | None = None, **extra) -> dict:
+
+class SearchAgainForm(forms.Form):
+    """A query's text again, in another language ("Search again as English")."""
+
+    language = query_language_field()
+
+
+def _page_context(form: SearchForm | None = None, *, language: str = DETECT, **extra) -> dict:
+    """The search page's context; a new form starts with the query language `language`."""
     status = index_status(load=True)
     dataset = status.manifest.dataset if status.manifest else None
     return {
-        "form": form or SearchForm(dataset_name=dataset),
+        "form": form or SearchForm(dataset_name=dataset, initial={"language": language}),
         "index": status,
         "setup_step": None if status.manifest else first_missing_step(),
         "models_loaded": query_models_loaded(),
@@ -170,7 +221,14 @@ def search_page(request: HttpRequest) -> HttpResponse:
     """The search page; for a signed-out visitor, the landing page that says what this is."""
     if not request.user.is_authenticated:
         return render(request, "landing.html", {"descriptions_enabled": descriptions_enabled()})
-    return render(request, "search/page.html", _page_context())
+    # ?language=id: a new search keeps the query language the last one was chosen in
+    language = request.GET.get("language", DETECT)
+    offered = {code for code, _name in QUERY_LANGUAGES}
+    return render(
+        request,
+        "search/page.html",
+        _page_context(language=language if language in offered else DETECT),
+    )
 
 
 @require_POST
@@ -190,7 +248,9 @@ def run_search(request: HttpRequest) -> HttpResponse:
             if image:
                 query = search_service.image_search(data=image.read(), **common)
             else:
-                query = search_service.text_search(text=form.cleaned_data["text"], **common)
+                query = search_service.text_search(
+                    text=form.cleaned_data["text"], language=form.text_language(), **common
+                )
         except ApplicationError as exc:
             if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
                 error = str(exc)  # the operator's to fix: said above the form, with a 503
@@ -231,7 +291,7 @@ def own_query(request: HttpRequest, pk: int) -> SearchQuery:
     try:
         return get_query(user=request.user, query_id=pk)
     except SearchQuery.DoesNotExist:
-        raise Http404("No such query in your history.") from None
+        raise Http404(_("No such query in your history.")) from None
 
 
 def _page_number(request: HttpRequest) -> int:
@@ -266,11 +326,27 @@ def query_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @rate_limited("search")
 def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
+    """The query again; with `language` (a text query), read in that language ("" detects)."""
     query = own_query(request, pk)
+    back = reverse("search:query", args=[pk])
     try:
-        new = search_service.rerun(query=query)
+        if "language" in request.POST and query.kind == SearchQuery.Kind.TEXT:
+            form = SearchAgainForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, LANGUAGE_NOT_OFFERED)
+                return redirect(back)
+            new = search_service.text_search(
+                user=query.user,
+                text=query.text,
+                language=form.cleaned_data["language"] or None,
+                top_k=query.top_k,
+                class_filter=query.filters.get("class"),
+                min_similarity=query.filters.get("min_similarity"),
+            )
+        else:
+            new = search_service.rerun(query=query)
     except ApplicationError as exc:
-        return show_error(request, exc, back=reverse("search:query", args=[pk]))
+        return show_error(request, exc, back=back)
     return _to_query(request, new)
 
 
@@ -279,7 +355,7 @@ def rerun_query(request: HttpRequest, pk: int) -> HttpResponse:
 def query_upload(request: HttpRequest, pk: int) -> FileResponse:
     query = own_query(request, pk)
     if not query.uploaded_image:
-        raise Http404("This query has no uploaded image.")
+        raise Http404(_("This query has no uploaded image."))
     content_type = mimetypes.guess_type(query.uploaded_image.name)[0] or "application/octet-stream"
     response = FileResponse(query.uploaded_image.open("rb"), content_type=content_type)
     patch_cache_control(response, private=True, max_age=IMAGE_CACHE_SECONDS)

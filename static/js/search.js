@@ -1,5 +1,7 @@
 // The search page with JavaScript: the chosen image as a chip (preview, remove), cleared after
-// each search; focus and announcements when results swap in; one description card per image.
+// each search (the text and the query language stay as the person left them: a language
+// chosen is never reset behind their back); focus and announcements when results swap in; one
+// description card per image.
 // Every text shown comes from the page's HTML. Without this file the form posts as a plain
 // form, the file input is the browser's own, and Describe opens the description page.
 (() => {

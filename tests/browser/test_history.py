@@ -51,7 +51,9 @@ def test_filter_delete_one_delete_all_and_regenerate_the_token(
     expect(page.locator(".history-head")).to_contain_text("Times in Asia/Jakarta")
     expect(page.locator(f"#query-{made['lemon'].pk} time")).to_have_text("1 Mar 2024, 17:05")
     # the class filter a query used, by its name
-    expect(page.locator(f"#query-{made['cat'].pk} .badge")).to_have_text("Class: Egyptian cat")
+    expect(page.locator(f"#query-{made['cat'].pk} .class-badge")).to_have_text(
+        "Class: Egyptian cat"
+    )
     screenshots(page, "history")
 
     # search: the list narrows as one types (HTMX), and the address follows

@@ -81,10 +81,10 @@ def test_a_text_with_an_image_is_refused_with_the_rule(
     page.set_input_files("#id_image", str(upload_file))
     page.fill("#id_text", "school bus")
     note = page.locator("#text-and-image-note")
-    expect(note).to_have_text(TEXT_AND_IMAGE)  # said before searching...
+    expect(note).to_have_text(str(TEXT_AND_IMAGE))  # said before searching...
     screenshots(page, "search-text-and-image-note")
     search_button(page).click()
-    expect(page.locator("#results .error")).to_contain_text(TEXT_AND_IMAGE)  # ...and after
+    expect(page.locator("#results .error")).to_contain_text(str(TEXT_AND_IMAGE))  # ...and after
     expect(page.locator("#image-chip")).to_be_visible()  # nothing ran: the image stays chosen
     assert not SearchQuery.objects.exists()
     screenshots(page, "search-text-and-image-refused")

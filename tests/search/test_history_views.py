@@ -149,8 +149,8 @@ def test_filter_by_class_filter_and_its_name_not_its_wnid(auth_client, user, cla
     reel = make(user, "spinning", filters={"class": "n2reel"})
     make(user, "nothing chosen")
     html = page(auth_client)
-    assert '<span class="badge">Class: tabby cat</span>' in html
-    assert '<span class="badge">Class: Fishing reel</span>' in html
+    assert '<span class="badge class-badge">Class: tabby cat</span>' in html
+    assert '<span class="badge class-badge">Class: Fishing reel</span>' in html
     assert "n1cat</" not in html
     assert "Class: n1cat" not in html
     # the filter offers the classes this user used, sorted as people read (not "F" < "t")
