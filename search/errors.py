@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from django.utils.translation import gettext_lazy as _
+
 
 class ApplicationError(Exception):
     code: str = "error"
     status: int = HTTPStatus.BAD_REQUEST
     retry_after: int | None = None  # seconds, sent as Retry-After where it is set
-    for_users: str | None = None  # a page's words for non-staff, where only an operator can act
+    # a page's words for non-staff, where only an operator can act (gettext_lazy: in the
+    # reader's language)
+    for_users: str | None = None
 
 
 class InvalidInput(ApplicationError):
@@ -38,7 +42,7 @@ class Unavailable(ApplicationError):
 
     code = "unavailable"
     status = HTTPStatus.SERVICE_UNAVAILABLE
-    for_users = (
+    for_users = _(
         "This is not available right now. Try again in a few minutes; if it stays like this, "
         "tell the people who run this site."
     )

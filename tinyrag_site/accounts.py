@@ -20,11 +20,14 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
 from tinyrag_site import timezones
+from tinyrag_site.language import saved_language
 from tinyrag_site.throttling import (
     Rate,
     client_network,
@@ -76,8 +79,8 @@ class LoginThrottle:
     and the address need different ones.
     """
 
-    LOCKED = "Too many failed logins for this account from your address."
-    BUSY = "Too many logins from your address."
+    LOCKED = gettext_lazy("Too many failed logins for this account from your address.")
+    BUSY = gettext_lazy("Too many logins from your address.")
 
     def __init__(self, request: HttpRequest, username: str):
         network = client_network(request)
@@ -111,7 +114,10 @@ class LoginThrottle:
 
     @property
     def message(self) -> str:
-        return f"{self.refusal} Try again in {in_words(self.retry_after)}."
+        return _("%(refusal)s Try again in %(wait)s.") % {
+            "refusal": self.refusal,
+            "wait": in_words(self.retry_after),
+        }
 
     def succeeded(self) -> None:
         """The password was right: the pair starts afresh and the address keeps its place."""
@@ -212,17 +218,20 @@ def rotate_api_token(*, user) -> Token:
 @never_cache  # the page shows the API token: never kept by a browser or a proxy
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
-    """The account page: password, time zone, API token. `?confirm=regenerate` is the token's
-    confirm step (changes nothing); a POST with `time_zone` keeps the viewer's zone, any other
-    POST (the confirm step's button) replaces the token."""
+    """The account page: password, language, time zone, API token. `?confirm=regenerate` is
+    the token's confirm step (changes nothing); a POST with `time_zone` keeps the viewer's
+    zone, any other POST (the confirm step's button) replaces the token. The language form
+    posts to set_language (tinyrag_site/language.py)."""
     if request.method == "POST":
         if "time_zone" in request.POST:
             return _save_time_zone(request)
         rotate_api_token(user=request.user)
         messages.success(
             request,
-            "A new API token was created. The old one no longer works: give the new one to "
-            "every script or app that used the old one.",
+            _(
+                "A new API token was created. The old one no longer works: give the new one "
+                "to every script or app that used the old one."
+            ),
         )
         return redirect("profile")
     if request.GET.get("confirm") == "regenerate":
@@ -230,7 +239,7 @@ def profile(request: HttpRequest) -> HttpResponse:
             "confirm": "token",
             "token": Token.objects.filter(user=request.user).first(),
             "back": reverse("profile"),
-            "title": "Regenerate your API token?",
+            "title": _("Regenerate your API token?"),
         }
         template = "search/confirm.html#panel" if request.htmx else "search/confirm.html"
         return render(request, template, context)
@@ -241,6 +250,8 @@ def profile(request: HttpRequest) -> HttpResponse:
             "token": api_token(user=request.user),
             "zone_choices": timezones.zone_choices(),
             "chosen_zone": request.COOKIES.get(timezones.CHOICE_COOKIE, ""),
+            "zone_label": timezones.zone_label(),
+            "saved_language": saved_language(request.user),
         },
     )
 
@@ -250,10 +261,10 @@ def _save_time_zone(request: HttpRequest) -> HttpResponse:
     response = redirect(reverse("profile") + "#time-zone")
     if not name:
         timezones.remember_choice(response, None)
-        messages.success(request, "Times now follow your browser's time zone.")
+        messages.success(request, _("Times now follow your browser's time zone."))
     elif name in timezones.zone_choices():
         timezones.remember_choice(response, name)
-        messages.success(request, f"Times are now shown in {name}.")
+        messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": name})
     else:
-        messages.error(request, "Choose a time zone from the list.")
+        messages.error(request, _("Choose a time zone from the list."))
     return response

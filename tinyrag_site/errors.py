@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import Resolver404
+from django.utils.translation import gettext, gettext_noop
 from django.views.defaults import server_error as django_server_error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,9 +33,10 @@ from search.web.api_errors import error_body
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-DATABASE_UNAVAILABLE = "The database is unavailable; try again in a few seconds."
-CACHE_UNAVAILABLE = "The shared cache is unavailable; try again in a few seconds."
-SERVER_ERROR = "The server failed to answer this request; the error is logged."
+# In English for the log, translated for whoever reads the answer.
+DATABASE_UNAVAILABLE = gettext_noop("The database is unavailable; try again in a few seconds.")
+CACHE_UNAVAILABLE = gettext_noop("The shared cache is unavailable; try again in a few seconds.")
+SERVER_ERROR = gettext_noop("The server failed to answer this request; the error is logged.")
 
 
 def database_unavailable(exc: BaseException | None) -> bool:
@@ -62,14 +64,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     elif cache_unavailable(exc):
         message = CACHE_UNAVAILABLE
     elif api:  # a client of the API reads its error format, never an HTML page
-        return JsonResponse(error_body("server_error", SERVER_ERROR), status=500)
+        return JsonResponse(error_body("server_error", gettext(SERVER_ERROR)), status=500)
     else:
         return django_server_error(request)
     logger.warning("%s %s", message, str(exc).splitlines()[0] if str(exc) else repr(exc))
     if api:
-        response = JsonResponse(error_body("unavailable", message), status=503)
+        response = JsonResponse(error_body("unavailable", gettext(message)), status=503)
     else:
-        response = HttpResponse(render_to_string("503.html", {"message": message}), status=503)
+        page = render_to_string("503.html", {"message": gettext(message)})
+        response = HttpResponse(page, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

@@ -130,6 +130,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # a signed-in user's saved page language wins over the cookie and Accept-Language
+    "tinyrag_site.language.UserLanguageMiddleware",
     # Every page requires login unless its view is marked @login_not_required.
     # https://docs.djangoproject.com/en/5.2/ref/middleware/#django.contrib.auth.middleware.LoginRequiredMiddleware
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -153,6 +155,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",  # LANGUAGE_CODE, LANGUAGES
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -240,6 +243,11 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Dates and times in the page language's formats: Django's own for Indonesian ("17 Agu 2024,
+# 17.05"); for English, TinyRAG's day-month-year and 24-hour clock (tinyrag_site/formats/en).
+# Templates write `|date:"DATETIME_FORMAT"` (or DATE_FORMAT, TIME_FORMAT), never a pattern.
+# https://docs.djangoproject.com/en/5.2/topics/i18n/formatting/#creating-custom-format-files
+FORMAT_MODULE_PATH = ["tinyrag_site.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -345,9 +353,16 @@ LOGGING = {
 # --- Models -------------------------------------------------------------------------------
 # Each id is a Hugging Face hub id or a local directory in the same layout.
 TINYRAG_CLIP_MODEL = env_str("TINYRAG_CLIP_MODEL", "sentence-transformers/clip-ViT-B-32")
-# Optional text encoder for other languages that shares CLIP's image space, e.g.
-# sentence-transformers/clip-ViT-B-32-multilingual-v1. Empty = CLIP's own (English) text tower.
-TINYRAG_TEXT_MODEL = env_str("TINYRAG_TEXT_MODEL", "")
+# The multilingual text encoder for queries not in English (search/queries/routing.py),
+# distilled into CLIP ViT-B/32's space; it must match TINYRAG_CLIP_MODEL. Empty = every query
+# goes to CLIP's own (English) text tower. https://www.sbert.net/examples/sentence_transformer/applications/image-search/README.html
+TINYRAG_TEXT_MODEL = env_str(
+    "TINYRAG_TEXT_MODEL", "sentence-transformers/clip-ViT-B-32-multilingual-v1"
+)
+# The translation model of the translate route (MarianMT, source -> English); fetched by
+# setup_models only when TINYRAG_TEXT_ROUTE=translate. TRANSLATE_LANGUAGES: its source languages.
+TINYRAG_TRANSLATE_MODEL = env_str("TINYRAG_TRANSLATE_MODEL", "Helsinki-NLP/opus-mt-id-en")
+TINYRAG_TRANSLATE_LANGUAGES = env_list("TINYRAG_TRANSLATE_LANGUAGES", ["id"])
 TINYRAG_DEVICE = env_str("TINYRAG_DEVICE", "auto")  # auto | cpu | cuda | mps
 TINYRAG_EMBED_BATCH_SIZE = env_int("TINYRAG_EMBED_BATCH_SIZE", 64)
 # bf16 where the hardware supports it (3x faster on AVX-512-bf16 CPUs, cosine >= 0.9999 to fp32).
@@ -365,8 +380,20 @@ TINYRAG_FAISS_THREADS = env_int("TINYRAG_FAISS_THREADS", 0)
 TINYRAG_TOP_K_DEFAULT = env_int("TINYRAG_TOP_K_DEFAULT", 10)
 TINYRAG_TOP_K_MAX = env_int("TINYRAG_TOP_K_MAX", 100)
 # CLIP was trained on captions: "a photo of a {query}." retrieves better than the bare words.
-# Applied with CLIP's own text tower; a TINYRAG_TEXT_MODEL encoder gets the query as typed.
+# Applied with CLIP's own text tower; a TINYRAG_TEXT_MODEL encoder gets the query's subject.
 TINYRAG_TEXT_PROMPT = env_str("TINYRAG_TEXT_PROMPT", "a photo of a {query}.")
+# How queries not in English are embedded: "multilingual" (TINYRAG_TEXT_MODEL), "translate"
+# (TINYRAG_TRANSLATE_MODEL to English, then CLIP with the prompt; languages it does not
+# translate take the multilingual route) or "clip" (CLIP's English tower for every query).
+# Multilingual is the default: README "Queries in Bahasa Indonesia" gives the figures.
+TINYRAG_TEXT_ROUTE = env_str("TINYRAG_TEXT_ROUTE", "multilingual").strip().lower()
+if TINYRAG_TEXT_ROUTE not in {"multilingual", "translate", "clip"}:
+    raise ImproperlyConfigured(
+        f"TINYRAG_TEXT_ROUTE={TINYRAG_TEXT_ROUTE!r}: use multilingual, translate or clip."
+    )
+# Translation: beams (1 = greedy) and at most this many tokens out per query.
+TINYRAG_TRANSLATE_BEAMS = env_int("TINYRAG_TRANSLATE_BEAMS", 4)
+TINYRAG_TRANSLATE_MAX_TOKENS = env_int("TINYRAG_TRANSLATE_MAX_TOKENS", 64)
 TINYRAG_UPLOAD_MAX_BYTES = env_int("TINYRAG_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 # Decompression bombs: a small file that decodes to a huge bitmap is refused before decoding.
 TINYRAG_UPLOAD_MAX_PIXELS = env_int("TINYRAG_UPLOAD_MAX_PIXELS", 40_000_000)

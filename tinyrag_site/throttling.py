@@ -27,6 +27,8 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from rest_framework.throttling import BaseThrottle
 
 PERIODS = {"s": 1, "second": 1, "m": 60, "minute": 60, "h": 3600, "hour": 3600}
@@ -174,25 +176,28 @@ class DescribeRateThrottle(SharedRateThrottle):
 
 
 TOO_MANY = {
-    "search": "You are searching faster than this server allows; try again in {wait}.",
-    "describe": "You are asking for descriptions faster than this server allows; "
-    "try again in {wait}.",
-    "signup": "Too many accounts were created from your address; try again in {wait}.",
+    "search": _("You are searching faster than this server allows; try again in %(wait)s."),
+    "describe": _(
+        "You are asking for descriptions faster than this server allows; try again in %(wait)s."
+    ),
+    "signup": _("Too many accounts were created from your address; try again in %(wait)s."),
 }
 
 
 def refusal(scope: str, wait: int) -> str:
     """The message of a refused request: what was refused, and when to try again."""
-    return TOO_MANY[scope].format(wait=in_words(wait))
+    return TOO_MANY[scope] % {"wait": in_words(wait)}
 
 
 def in_words(seconds: int) -> str:
     """A wait for people: "40 seconds", "3 minutes", "2 hours" (rounded up)."""
     if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
     if seconds < 90 * 60:
-        return f"{math.ceil(seconds / 60)} minutes"
-    return f"{math.ceil(seconds / 3600)} hours"
+        minutes = math.ceil(seconds / 60)
+        return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
+    hours = math.ceil(seconds / 3600)
+    return ngettext("%(n)d hour", "%(n)d hours", hours) % {"n": hours}
 
 
 def too_many_requests(request: HttpRequest, message: str, retry_after: int) -> HttpResponse:

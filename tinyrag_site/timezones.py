@@ -60,6 +60,18 @@ def viewer_zone(request: HttpRequest) -> tuple[zoneinfo.ZoneInfo | None, str | N
     return None, None
 
 
+def zone_label() -> str:
+    """The active time zone as the pages name it: its IANA name, with its abbreviation where
+    it has one in letters ("Asia/Jakarta (WIB)", "Europe/Paris (CET)"; "UTC";
+    "Asia/Dubai", whose abbreviation is "+04")."""
+    zone = timezone.get_current_timezone()
+    name = str(zone)
+    abbreviation = timezone.localtime(timezone=zone).tzname() or ""
+    if abbreviation.isalpha() and abbreviation != name:
+        return f"{name} ({abbreviation})"
+    return name
+
+
 def remember_choice(response: HttpResponse, name: str | None) -> None:
     """Keep the viewer's chosen zone on `response` (a name from zone_choices()), or forget it
     (None: times follow the browser again)."""

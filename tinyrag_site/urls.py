@@ -8,7 +8,7 @@ from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from search.ops import views as health
-from tinyrag_site import accounts
+from tinyrag_site import accounts, language
 
 account_patterns = [
     # Account pages are never stored by a browser or a proxy (OWASP Session Management): the
@@ -36,6 +36,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("accounts/", include(account_patterns)),
+    # Django's set_language (django.conf.urls.i18n's one route, at the same address), open
+    # to visitors and kept with the account of a signed-in user: tinyrag_site/language.py
+    path("i18n/setlang/", language.set_language, name="set_language"),
     path("admin/", admin.site.urls),
     # DRF authenticates API requests itself (session or token) and answers 401/403 in the API's
     # error format, so the login-redirecting middleware stands aside for these.

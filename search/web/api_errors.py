@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -19,9 +21,9 @@ from search.errors import ApplicationError
 # Django raises these while reading an oversized or overstuffed body; left alone they would
 # become an HTML 400 page.
 _BODY_LIMIT_ERRORS = {
-    RequestDataTooBig: "The request body is too large.",
-    TooManyFieldsSent: "The request has too many fields.",
-    TooManyFilesSent: "The request has too many files.",
+    RequestDataTooBig: _("The request body is too large."),
+    TooManyFieldsSent: _("The request has too many fields."),
+    TooManyFilesSent: _("The request has too many files."),
 }
 
 
@@ -64,7 +66,7 @@ def _validation_body(detail) -> dict:
     general = [
         fields.pop(key) for key in ("detail", api_settings.NON_FIELD_ERRORS_KEY) if key in fields
     ]
-    message = _flatten(general) if general else "The request is not valid."
+    message = _flatten(general) if general else gettext("The request is not valid.")
     return error_body("invalid", message, {name: _flatten(v) for name, v in fields.items()})
 
 
@@ -85,6 +87,6 @@ def _flatten(value) -> str:
 def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     """Any URL under the API that no route matches (a non-numeric id, a typo)."""
     return JsonResponse(
-        error_body("not_found", f"No API endpoint at {request.path}."),
+        error_body("not_found", gettext("No API endpoint at %(path)s.") % {"path": request.path}),
         status=status.HTTP_404_NOT_FOUND,
     )

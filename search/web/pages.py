@@ -20,7 +20,7 @@ def error_text(request: HttpRequest, exc: ApplicationError) -> str:
     reads the plain `for_users` words where only the operator can act (a model or index
     missing, a backend turned off)."""
     if exc.for_users and not request.user.is_staff:
-        return exc.for_users
+        return str(exc.for_users)  # gettext_lazy: in the request's language
     return str(exc)
 
 

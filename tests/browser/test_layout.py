@@ -113,6 +113,74 @@ def test_the_first_tab_is_a_skip_link_to_the_page_content(
     expect(page.locator("main")).to_be_focused()
 
 
+def switch_language(page, code: str) -> None:
+    """Choose a language in the header's switcher and press its button (a plain form post)."""
+    switcher = page.locator("form.language-switcher")
+    switcher.locator("select").select_option(code)
+    with page.expect_navigation():
+        switcher.get_by_role("button").click()
+
+
+def test_the_language_switcher_keeps_the_page_and_fits_a_phone(
+    page, live_server, django_user_model, csp_violations
+):
+    from playwright.sync_api import expect
+
+    from tinyrag_site.models import AccountPreferences
+
+    html = page.locator("html")
+    page.goto(f"{live_server.url}/accounts/login/?next=/history/")
+    expect(html).to_have_attribute("lang", "en")
+    options = page.locator("#language-select option")
+    expect(options).to_have_text(["English", "Bahasa Indonesia"])  # each in its own name
+    screenshots(page, "language-login-en")
+    switch_language(page, "id")
+    assert page.url == f"{live_server.url}/accounts/login/?next=/history/"
+    expect(html).to_have_attribute("lang", "id")
+    expect(page.locator("#language-select")).to_have_value("id")
+    screenshots(page, "language-login-id")
+    page.goto(f"{live_server.url}/")
+    expect(html).to_have_attribute("lang", "id")  # the cookie keeps it on every page
+    screenshots(page, "language-landing-id")
+    switch_language(page, "en")
+    assert page.url == f"{live_server.url}/"
+    expect(html).to_have_attribute("lang", "en")
+    screenshots(page, "language-landing-en")
+
+    user = log_in_new_user(page, live_server, django_user_model, "lina")
+    page.goto(f"{live_server.url}/history/")
+    screenshots(page, "language-history-en")
+    # on a phone the switcher is in the menu, and fits it
+    page.set_viewport_size(PHONE)
+    page.get_by_role("button", name="Menu").click()
+    switcher = page.locator("form.language-switcher")
+    expect(switcher).to_be_visible()
+    box = switcher.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"]
+    page.screenshot(path=str(_artifact("language-menu-open-390.png")), full_page=True)
+    switch_language(page, "id")
+    assert page.url == f"{live_server.url}/history/"
+    expect(html).to_have_attribute("lang", "id")
+    assert AccountPreferences.objects.get(user=user).language == "id"
+    screenshots(page, "language-history-id")
+    assert csp_violations == []
+
+
+def test_without_javascript_the_switcher_is_a_plain_form(browser, live_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/signup/")
+    switch_language(page, "id")
+    assert page.url == f"{live_server.url}/accounts/signup/"
+    expect(page.locator("html")).to_have_attribute("lang", "id")
+    assert horizontal_overflow(page) <= 0
+    context.close()
+
+
 def _artifact(name: str):
     from tests.browser.helpers import ARTIFACTS
 

@@ -20,6 +20,7 @@ PUBLIC = {
     "/accounts/logout/",
     "/api/schema/",
     "/api/docs/",
+    "/i18n/setlang/",  # the language switcher, for visitors too (tests/tinyrag_site/test_i18n.py)
 }
 PUBLIC_PREFIXES = ("/admin/", "/static/")  # the admin has its own login; static is public
 
