@@ -14,6 +14,7 @@ from evaluation.models import EvaluationRun
 from tests.browser.helpers import PASSWORD, PHONE, log_in, log_in_new_user, screenshots
 from tests.evaluation.conftest import publish_catalog
 from tests.evaluation.test_views import make_run
+from tests.evaluation.test_views_language import indonesian_catalogue  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -167,6 +168,7 @@ def test_without_javascript_the_estimate_and_the_cancel_are_plain_posts(
     context.close()
 
 
+@pytest.mark.usefixtures("indonesian_catalogue")
 def test_runs_side_by_side_per_language_and_a_run_in_the_pages_language(
     page, live_server, django_user_model, csp_violations
 ):
@@ -174,17 +176,6 @@ def test_runs_side_by_side_per_language_and_a_run_in_the_pages_language(
     run's page read on an Indonesian page names its classes in Indonesian."""
     from playwright.sync_api import expect
 
-    from search.catalog.models import Dataset, ImageClass
-
-    dataset = Dataset.objects.create(name="tiny-imagenet-200", root="/nowhere", source="test")
-    for wnid, name, indonesian in (
-        ("n07749582", "lemon", "jeruk sitrun"),
-        ("n04067472", "reel", "gulungan pancing"),
-    ):
-        ImageClass.objects.create(
-            dataset=dataset, wnid=wnid, name=name, names=[name],
-            translations={"id": {"name": indonesian, "synonyms": [], "source": "test"}},
-        )  # fmt: skip
     english = make_run()  # "all", from before routes were stored: CLIP
     for route, recall in (("multilingual", 0.3), ("translate", 0.4), ("clip", 0.1)):
         metrics = copy.deepcopy(english.metrics)

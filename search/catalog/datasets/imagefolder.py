@@ -7,7 +7,6 @@ search/catalog/class_names.py).
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from search.catalog.class_names import (
@@ -24,9 +23,8 @@ from search.catalog.datasets.layout import (
     ImageEntry,
     Scan,
     is_image_name,
-    read_image_infos,
 )
-from search.catalog.datasets.tinyimagenet import CheckReport
+from search.catalog.datasets.tinyimagenet import CheckReport, decode_images
 
 LISTED = 10  # how many examples a check names before "and N more"
 
@@ -105,24 +103,13 @@ def check_imagefolder(root: Path, *, workers: int = 0, progress_factory=None) ->
         report.images[entry.split] = report.images.get(entry.split, 0) + 1
         by_class = report.per_class.setdefault(entry.split, {})
         by_class[entry.wnid] = by_class.get(entry.wnid, 0) + 1
-    paths = [e.path for e in found.images]
-    bar = (
-        progress_factory(total=len(paths), desc="read images", unit="img")
-        if progress_factory
-        else None
+    decode_images(
+        report,
+        root,
+        [e.path for e in found.images],
+        workers=workers,
+        progress_factory=progress_factory,
     )
-    modes: Counter = Counter()
-    try:
-        for info in read_image_infos(root, paths, decode=True, workers=workers, progress=bar):
-            if info.error:
-                report.unreadable.append(f"{info.path}: {info.error}")
-            else:
-                modes[info.mode] += 1
-    finally:
-        if bar is not None:
-            bar.close()
-    report.modes = dict(modes)
-    report.grayscale = modes.get("L", 0)
     if report.unreadable:
         report.problems.append(
             f"{len(report.unreadable)} unreadable or truncated images: {_named(report.unreadable)}"

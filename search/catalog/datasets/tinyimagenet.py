@@ -375,7 +375,30 @@ def check(
             names = [line.split("\t", 1)[0] for line in _lines(boxes)]
             report.box_lines_without_file += sum(f"train/{wnid}/{n}" not in present for n in names)
 
-    paths = [e.path for e in found.images]
+    decode_images(
+        report,
+        root,
+        [e.path for e in found.images],
+        workers=workers,
+        progress_factory=progress_factory,
+        expected_size=expect.size,
+    )
+    _collect_problems(report, expect, wnids, root)
+    return report
+
+
+def decode_images(
+    report: CheckReport,
+    root: Path,
+    paths: list[str],
+    *,
+    workers: int = 0,
+    progress_factory=None,
+    expected_size: tuple[int, int] | None = None,
+) -> None:
+    """Decode every image of `paths` (with a progress bar when given a factory) into
+    `report`: the unreadable ones, the Pillow modes, and those of another size than
+    `expected_size` when one is expected."""
     bar = (
         progress_factory(total=len(paths), desc="read images", unit="img")
         if progress_factory
@@ -388,15 +411,13 @@ def check(
                 report.unreadable.append(f"{info.path}: {info.error}")
                 continue
             modes[info.mode] += 1
-            if (info.width, info.height) != expect.size:
+            if expected_size and (info.width, info.height) != expected_size:
                 report.wrong_size.append(f"{info.path}: {info.width}x{info.height}")
     finally:
         if bar is not None:
             bar.close()
     report.modes = dict(modes)
     report.grayscale = modes.get("L", 0)
-    _collect_problems(report, expect, wnids, root)
-    return report
 
 
 def _collect_problems(report: CheckReport, expect: Expectations, wnids: list[str], root: Path):
