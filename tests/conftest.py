@@ -16,6 +16,19 @@ pytest_plugins = [
 PASSWORD = "correct-horse-battery-staple-42"
 
 
+@pytest.fixture(autouse=True)
+def _english_outside_requests():
+    """Every test starts in the default language, whatever an earlier one activated in this
+    thread (a request activates its own; code outside one, such as render_to_string, uses
+    the thread's)."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def fresh_throttle_state():
     """Rate limits and login throttles count in the (database) cache, keyed by user id or

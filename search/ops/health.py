@@ -12,6 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from huggingface_hub import try_to_load_from_cache
 from PIL import Image as PILImage
@@ -135,19 +137,19 @@ def warm_up_in_background() -> threading.Thread:
 # The steps in the order they must be done; each names what it makes and who asks for it.
 SETUP_STEPS = ("dataset", "models", "index")
 STEP_LABELS = {
-    "dataset": "Import the images",
-    "models": "Download the search model",
-    "index": "Build the search index",
+    "dataset": gettext_lazy("Import the images"),
+    "models": gettext_lazy("Download the search model"),
+    "index": gettext_lazy("Build the search index"),
 }
 ASK_OPERATOR = {
-    "dataset": "Ask whoever runs this server to import the dataset.",
-    "models": "Ask whoever runs this server to download the search model.",
-    "index": "Ask whoever runs this server to build the search index.",
+    "dataset": gettext_lazy("Ask whoever runs this server to import the dataset."),
+    "models": gettext_lazy("Ask whoever runs this server to download the search model."),
+    "index": gettext_lazy("Ask whoever runs this server to build the search index."),
 }
 # What the `alternative` command does differently.
 ALTERNATIVE_INTROS = {
-    "dataset": "Or, with tiny-imagenet-200.zip already downloaded (no download):",
-    "index": "Or, to index every train image (slower):",
+    "dataset": gettext_lazy("Or, with tiny-imagenet-200.zip already downloaded (no download):"),
+    "index": gettext_lazy("Or, to index every train image (slower):"),
 }
 QUICK_INDEX_PER_CLASS = 50  # train images per class of a first index: bootstrap's default too
 
@@ -180,7 +182,7 @@ class SetupStep:
 
     @property
     def alternative_intro(self) -> str:
-        return ALTERNATIVE_INTROS.get(self.name, "Or:")
+        return ALTERNATIVE_INTROS.get(self.name, _("Or:"))
 
     @property
     def debug(self) -> bool:
@@ -247,11 +249,11 @@ def _index_problem() -> tuple[str, str]:
     status = index_status()
     if status.manifest is None:
         if not (Path(settings.TINYRAG_INDEX_DIR) / settings.TINYRAG_INDEX_NAME).exists():
-            return "the search index has not been built yet.", status.problem
-        return "the search index cannot be read and must be built again.", status.problem
+            return _("the search index has not been built yet."), status.problem
+        return _("the search index cannot be read and must be built again."), status.problem
     if status.manifest.model_id != str(settings.TINYRAG_CLIP_MODEL):
         return (
-            "the search index was built with another model and must be built again.",
+            _("the search index was built with another model and must be built again."),
             f"index {status.manifest.name!r} was built with {status.manifest.model_id}, but "
             f"TINYRAG_CLIP_MODEL is {settings.TINYRAG_CLIP_MODEL}",
         )
@@ -275,7 +277,7 @@ def first_missing_step() -> SetupStep | None:
     if not dataset_done:
         return SetupStep(
             name="dataset",
-            problem="no images have been imported yet.",
+            problem=_("no images have been imported yet."),
             command=manage_command("bootstrap"),
             alternative=manage_command("bootstrap --archive ~/Downloads/tiny-imagenet-200.zip"),
             detail="bootstrap downloads TinyImageNet-200 (about 250 MB), imports it, downloads "
@@ -285,7 +287,7 @@ def first_missing_step() -> SetupStep | None:
     if missing_models:
         return SetupStep(
             name="models",
-            problem="the search model has not been downloaded yet.",
+            problem=_("the search model has not been downloaded yet."),
             command=manage_command("setup_models"),
             detail=missing_models,
             done=done,

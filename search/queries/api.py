@@ -285,7 +285,7 @@ def own_query(request, query_id: int) -> SearchQuery:
     try:
         return selectors.get_query(user=request.user, query_id=query_id)
     except SearchQuery.DoesNotExist:
-        raise NotFound("You have no query with this id.") from None
+        raise NotFound(gettext_lazy("You have no query with this id.")) from None
 
 
 class QueryListApi(ApiAuthMixin, ListAPIView):

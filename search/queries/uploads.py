@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
@@ -52,8 +54,14 @@ def check_upload_size(size: int) -> None:
     limit = settings.TINYRAG_UPLOAD_MAX_BYTES
     if size > limit:
         raise UploadError(
-            f"The file is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
+            _("The file is %(size)s MB; the limit is %(limit)s MB.")
+            % {"size": number_format(size / 2**20, 1), "limit": number_format(limit / 2**20, 0)}
         )
+
+
+def _grouped(number: int) -> str:
+    """40,000,000 in English, 40.000.000 in Indonesian."""
+    return number_format(number, force_grouping=True)
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -61,19 +69,24 @@ def _check_dimensions(width: int, height: int) -> None:
     max_pixels = settings.TINYRAG_UPLOAD_MAX_PIXELS
     if width * height > max_pixels:
         raise UploadError(
-            f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels."
+            _("The image is %(width)sx%(height)s pixels; the limit is %(limit)s pixels.")
+            % {"width": width, "height": height, "limit": _grouped(max_pixels)}
         )
     longest, shortest = max(width, height), min(width, height)
     max_side = settings.TINYRAG_UPLOAD_MAX_SIDE
     if longest > max_side:
         raise UploadError(
-            f"The image is {width}x{height} pixels; a side may be at most {max_side:,} pixels."
+            _("The image is %(width)sx%(height)s pixels; a side may be at most %(limit)s pixels.")
+            % {"width": width, "height": height, "limit": _grouped(max_side)}
         )
     max_aspect = settings.TINYRAG_UPLOAD_MAX_ASPECT
     if longest > max_aspect * shortest:
         raise UploadError(
-            f"The image is {width}x{height} pixels; its longer side may be at most "
-            f"{max_aspect} times its shorter side."
+            _(
+                "The image is %(width)sx%(height)s pixels; its longer side may be at most "
+                "%(ratio)s times its shorter side."
+            )
+            % {"width": width, "height": height, "ratio": max_aspect}
         )
 
 
@@ -104,7 +117,7 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
     truncated or corrupt files.
     """
     if not data:
-        raise UploadError("The file is empty.")
+        raise UploadError(_("The file is empty."))
     check_upload_size(len(data))
     try:
         with warnings.catch_warnings():
@@ -130,13 +143,15 @@ def read_upload(data: bytes) -> tuple[PILImage.Image, str]:
         PILImage.DecompressionBombWarning,
     ):
         raise UploadError(
-            "The image decodes to far too many pixels; the limit is "
-            f"{settings.TINYRAG_UPLOAD_MAX_PIXELS:,} pixels."
+            _("The image decodes to far too many pixels; the limit is %(limit)s pixels.")
+            % {"limit": _grouped(settings.TINYRAG_UPLOAD_MAX_PIXELS)}
         ) from None
     except UnidentifiedImageError:
-        raise UploadError("The file is not a JPEG, PNG, WebP, GIF or BMP image.") from None
+        raise UploadError(_("The file is not a JPEG, PNG, WebP, GIF or BMP image.")) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UploadError(f"The image cannot be decoded ({exc}); it may be truncated.") from None
+        raise UploadError(
+            _("The image cannot be decoded (%(reason)s); it may be truncated.") % {"reason": exc}
+        ) from None
     return to_rgb(img), fmt
 
 

@@ -536,3 +536,21 @@ def test_a_rolled_back_delete_keeps_the_file(
     assert callbacks == []
     assert SearchQuery.objects.filter(user=user).exists()
     assert path.is_file()
+
+
+def test_a_refused_upload_is_explained_in_the_page_language_with_its_numbers(
+    auth_client, settings, tmp_path, no_search
+):
+    """The same refusal on an Indonesian page: the catalogue's sentence, numbers written the
+    Indonesian way (decimal comma)."""
+    settings.TINYRAG_INDEX_DIR = tmp_path
+    settings.TINYRAG_UPLOAD_MAX_BYTES = 1 * MB
+    big = SimpleUploadedFile("big.png", b"\x89PNG" + b"\0" * (3 * MB // 2 - 4))
+    response = auth_client.post(
+        reverse("search:run"),
+        {"text": "", "top_k": 5, "image": big},
+        HTTP_ACCEPT_LANGUAGE="id",
+    )
+    assert response.status_code == 400
+    assert "Ukuran berkas 1,5 MB; batasnya 1 MB." in response.content.decode()
+    assert no_search == []
