@@ -162,7 +162,7 @@ def per_class_bars_figure(
                 gettext("the %(worst)s worst and %(best)s best of %(n)s classes")
                 % {"worst": len(worst), "best": len(best), "n": len(values)}
                 if hidden
-                else ngettext("%(n)s class", "%(n)s classes, worst first", len(values))
+                else ngettext("%(n)s class, worst first", "%(n)s classes, worst first", len(values))
                 % {"n": len(values)}
             )
             label = gettext("%(metric)s; dashed: mean %(mean)s") % {

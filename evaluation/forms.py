@@ -23,7 +23,9 @@ from evaluation.config import (
 from evaluation.models import EvaluationRun
 from search.descriptions.models import Description
 from search.languages import ENGLISH, INDONESIAN
+from search.ml.query_models import QueryModel, QueryModelKind
 from search.ml.registry import describer_enabled
+from search.ops.health import model_missing
 from search.queries.routing import Route, RoutingError, check_route
 
 DEFAULT_SAMPLE = 1000  # query images: 5 per class of TinyImageNet, a few seconds of work
@@ -149,12 +151,16 @@ class RunForm(forms.Form):
     @staticmethod
     def available_routes() -> list[Route]:
         """The text routes this server has the models for: CLIP always, the multilingual
-        encoder and the translator when they are set."""
+        encoder and the translator when they are set and on disk (setup_models fetches the
+        translator only on the translate route: a run must not fail minutes in)."""
         routes = [Route.CLIP]
-        if settings.TINYRAG_TEXT_MODEL:
-            routes.append(Route.MULTILINGUAL)
-        if settings.TINYRAG_TRANSLATE_MODEL:
-            routes.append(Route.TRANSLATE)
+        for route, kind, setting in (
+            (Route.MULTILINGUAL, QueryModelKind.TEXT, "TINYRAG_TEXT_MODEL"),
+            (Route.TRANSLATE, QueryModelKind.TRANSLATE, "TINYRAG_TRANSLATE_MODEL"),
+        ):
+            model_id = str(getattr(settings, setting) or "")
+            if model_id and not model_missing(QueryModel(kind, setting, model_id)):
+                routes.append(route)
         return routes
 
     def _index_label(self, name: str) -> str:

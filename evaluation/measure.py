@@ -412,10 +412,25 @@ def measure_rag(
     contexts = bench.config.rag_contexts
     language = bench.config.language
     images = Image.objects.select_related("dataset", "image_class").in_bulk(sample)
-    records, synonyms = [], {}
+    names_by_class = {
+        c.pk: c.names_in(language)
+        for c in ImageClass.objects.filter(
+            dataset__in={image.dataset_id for image in images.values()}
+        )
+    }
+    records, synonyms, rivals = [], {}, {}
     for image_id in progress(sample, desc=Step.DESCRIBE.value, unit="img"):
         image = images[image_id]
         synonyms[image_id] = image.image_class.names_in(language)
+        rivals[image_id] = metrics.rival_names(
+            synonyms[image_id],
+            (
+                n
+                for pk, names in names_by_class.items()
+                if pk != image.image_class_id
+                for n in names
+            ),
+        )
         pixels = rag.open_image(image)
         record: dict = {
             "image_id": image_id,
@@ -452,7 +467,7 @@ def measure_rag(
             except GenerationError as exc:  # one failed generation is counted, not fatal
                 record["descriptions"][mode] = {"text": "", "named": None, "error": str(exc)}
                 continue
-            named = metrics.names_class(text, synonyms[image_id], language)
+            named = metrics.names_class(text, synonyms[image_id], language, rivals[image_id])
             record["descriptions"][mode] = {"text": text, "named": named, "error": ""}
         records.append(record)
 
@@ -462,6 +477,7 @@ def measure_rag(
             [r["descriptions"][mode]["text"] for r in described],
             [synonyms[r["image_id"]] for r in described],
             language,
+            [rivals[r["image_id"]] for r in described],
         )
 
     summary: dict = {"samples": len(records), "rag_k": settings.TINYRAG_RAG_K, "contexts": {}}

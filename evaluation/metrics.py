@@ -214,9 +214,25 @@ def _indonesian_pattern(synonym: str) -> re.Pattern[str] | None:
     return re.compile(f"{_ID_START}{body}{_ID_END}", re.IGNORECASE)
 
 
-def names_class(text: str, synonyms: Iterable[str], language: str = ENGLISH) -> bool:
+def rival_names(own: Iterable[str], others: Iterable[str]) -> list[str]:
+    """The names among `others` (other classes' names) that begin with one of `own` as whole
+    words: in Indonesian the head noun comes first, so "singa gunung" (cougar) contains
+    "singa" (lion) and "jeruk nipis" (lemon) contains "jeruk" (orange)."""
+    prefixes = [o.strip().casefold() + " " for o in own if o.strip()]
+    return sorted({n for n in others if any(n.strip().casefold().startswith(p) for p in prefixes)})
+
+
+def names_class(
+    text: str, synonyms: Iterable[str], language: str = ENGLISH, rivals: Iterable[str] = ()
+) -> bool:
     """Whether `text` names the class: any synonym, as whole words, in the forms `language`
-    gives a noun (English plurals; Indonesian reduplication and enclitics)."""
+    gives a noun (English plurals; Indonesian reduplication and enclitics). Words that are
+    part of a `rivals` name (another class's, see rival_names) do not count: "jeruk nipis"
+    names the lemon, not the orange ("jeruk")."""
+    for rival in rivals:
+        pattern = synonym_pattern(rival, language)
+        if pattern is not None:
+            text = pattern.sub(" ", text)
     for synonym in synonyms:
         pattern = synonym_pattern(synonym, language)
         if pattern is not None and pattern.search(text):
@@ -225,9 +241,16 @@ def names_class(text: str, synonyms: Iterable[str], language: str = ENGLISH) -> 
 
 
 def label_inclusion_rate(
-    texts: Sequence[str], synonyms: Sequence[Sequence[str]], language: str = ENGLISH
+    texts: Sequence[str],
+    synonyms: Sequence[Sequence[str]],
+    language: str = ENGLISH,
+    rivals: Sequence[Sequence[str]] | None = None,
 ) -> float | None:
-    """LIR: the share of texts that name their own class (texts[i] against synonyms[i])."""
+    """LIR: the share of texts that name their own class (texts[i] against synonyms[i], not
+    counting rivals[i]: names of other classes that contain one of them)."""
     if len(texts) != len(synonyms):
         raise ValueError(f"{len(texts)} texts but {len(synonyms)} synonym lists")
-    return share(names_class(t, s, language) for t, s in zip(texts, synonyms, strict=True))
+    rivals = rivals if rivals is not None else [()] * len(texts)
+    return share(
+        names_class(t, s, language, r) for t, s, r in zip(texts, synonyms, rivals, strict=True)
+    )

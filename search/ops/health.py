@@ -99,12 +99,13 @@ def warm_up(between: Callable[[], object] = lambda: None) -> None:
     after each step (gunicorn's heartbeat, so a slow disk does not get the worker killed)."""
     steps = {
         "index": lambda: get_index_service().get(),
-        # the multilingual encoder where it is set (CLIP's text tower loads with its images)
-        "text model": lambda: registry.get_text_embedder().embed_texts(["warm up"]),
+        # CLIP's text tower loads with its images
         "image model": lambda: registry.get_clip_embedder().embed_images(
             [PILImage.new("RGB", (64, 64))]
         ),
     }
+    if multilingual_needed():  # the route of queries not in English takes it
+        steps["text model"] = lambda: registry.get_multilingual_embedder().embed_texts(["halo"])
     if translator_needed():
         steps["translation model"] = lambda: registry.get_translator().translate(["pemanasan"])
     for name, step in steps.items():
@@ -214,7 +215,7 @@ def manage_command(arguments: str) -> str:
     return f"{shown} manage.py {arguments}"
 
 
-def _model_missing(model: QueryModel) -> str:
+def model_missing(model: QueryModel) -> str:
     """Why a query model cannot be loaded from disk ("" when it can): the filesystem lookups
     the wrappers make before loading (search.ml.local), without torch."""
     try:
@@ -239,7 +240,7 @@ def models_problem() -> str:
     problems = [
         f"{model.setting}={model.model_id}: {why}"
         for model in query_models()
-        if (why := _model_missing(model))
+        if (why := model_missing(model))
     ]
     return "; ".join(problems)
 

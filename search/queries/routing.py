@@ -73,7 +73,9 @@ DETECTED_LANGUAGES = _words_of(
 # TinyRAG's users write those two, and on one or two words the detector is often unsure
 # ("kucing" scores Zulu first among all its languages). Measured on tests/search/
 # test_routing.py's table: 0.3 reads every en/id query there right and keeps "Katze"
-# German; 0.1 already reads "Hund" and "perro" as Indonesian.
+# German. Some one-word queries in other languages still read as Indonesian ("Hund",
+# "perro"): they take the multilingual route all the same, which reads them right; only the
+# header's language name is wrong, and "Another language" corrects it.
 OTHER_LANGUAGE_PRIOR = 0.3
 
 # Leading words that ask for a search rather than describe an image, longest first within a
@@ -84,7 +86,7 @@ REQUEST_WORDS = {
         "tolong", "coba", "mohon", "bisakah", "bisa",
         "carikan", "cariin", "cari", "mencari", "tampilkan", "tampilin", "tunjukkan",
         "tunjukin", "perlihatkan", "lihatkan", "lihat", "melihat", "temukan", "saya", "aku",
-        "mau", "ingin", "minta", "gambar-gambar", "gambar", "foto-foto", "foto", "citra",
+        "ingin", "minta", "gambar-gambar", "gambar", "foto-foto", "foto", "citra",
         "sebuah", "seekor", "dari", "tentang",
     ],
     ENGLISH: [
@@ -142,10 +144,12 @@ def read_query(
     text = " ".join(text.split())
     subject = strip_request_words(text)
     chosen_language = normalise_language(language)
+    # the subject tells the language: "show me a kucing" is Indonesian words in an English
+    # request, and the words searched for are what the encoder must understand
     if chosen_language is None:
-        read_in, chosen = detect_language(text), False
+        read_in, chosen = detect_language(subject), False
     elif chosen_language == OTHER:
-        read_in, chosen = detect_language(text, exclude=(ENGLISH, INDONESIAN, MALAY)), True
+        read_in, chosen = detect_language(subject, exclude=(ENGLISH, INDONESIAN, MALAY)), True
     else:
         read_in, chosen = chosen_language, True
     if route is None:

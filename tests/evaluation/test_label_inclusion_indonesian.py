@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from evaluation import metrics
 from evaluation.metrics import label_inclusion_rate, names_class
 
 KUCING_MESIR = ["kucing mesir"]
@@ -103,3 +104,23 @@ def test_indonesian_lir_is_the_share_of_texts_naming_their_own_class():
     texts = ["Kucing-kucing mesir.", "Seekor kucing.", "Bus sekolahnya kuning.", "Mobil."]
     classes = [KUCING_MESIR, KUCING_MESIR, BUS_SEKOLAH, BUS_SEKOLAH]
     assert label_inclusion_rate(texts, classes, "id") == pytest.approx(2 / 4)
+
+
+def test_a_longer_name_of_another_class_does_not_name_this_one():
+    """Indonesian puts the head noun first: "jeruk nipis" (lemon) begins with "jeruk"
+    (orange), "singa gunung" (cougar) with "singa" (lion). A description of the other class
+    is no hit for this one; the class's own name beside it still is."""
+    others = ["jeruk nipis", "jeruk lemon", "singa gunung", "kucing mesir"]
+    rivals = metrics.rival_names(["jeruk", "jeruk manis"], others)
+    assert rivals == ["jeruk lemon", "jeruk nipis"]  # not "kucing mesir", not "singa gunung"
+    assert not metrics.names_class("Sebuah jeruk nipis di meja.", ["jeruk"], "id", rivals)
+    assert not metrics.names_class("Jeruk-jeruk nipis segar.", ["jeruk"], "id", rivals)
+    assert metrics.names_class("Sebuah jeruk di meja.", ["jeruk"], "id", rivals)
+    assert metrics.names_class("Jeruk nipis dan sebuah jeruk.", ["jeruk"], "id", rivals)
+    # without rivals (as before), the prefix counts
+    assert metrics.names_class("Sebuah jeruk nipis di meja.", ["jeruk"], "id")
+    texts = ["Sebuah jeruk nipis.", "Sebuah jeruk.", "Seekor singa gunung."]
+    assert metrics.label_inclusion_rate(
+        texts, [["jeruk"], ["jeruk"], ["singa"]], "id",
+        [rivals, rivals, metrics.rival_names(["singa"], others)],
+    ) == pytest.approx(1 / 3)  # fmt: skip

@@ -156,15 +156,16 @@ def test_a_class_the_database_no_longer_has_keeps_its_stored_name(auth_client):
 
 
 @pytest.fixture
-def all_routes(settings):
-    settings.TINYRAG_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
-    settings.TINYRAG_TRANSLATE_MODEL = "Helsinki-NLP/opus-mt-id-en"
+def all_routes(settings, tiny_multilingual_dir, tiny_marian_dir):
+    """Both text models configured and on disk (local directories)."""
+    settings.TINYRAG_TEXT_MODEL = str(tiny_multilingual_dir)
+    settings.TINYRAG_TRANSLATE_MODEL = str(tiny_marian_dir)
     settings.TINYRAG_TRANSLATE_LANGUAGES = ["id"]
     return settings
 
 
 def test_the_form_offers_the_languages_and_the_routes_this_server_has(
-    published_catalog, admin_client, all_routes
+    published_catalog, admin_client, all_routes, tmp_path
 ):
     html = admin_client.get(LIST_URL).content.decode()
     assert options(html, "language") == ["en", "id"]
@@ -173,6 +174,19 @@ def test_the_form_offers_the_languages_and_the_routes_this_server_has(
     all_routes.TINYRAG_TEXT_MODEL = ""
     all_routes.TINYRAG_TRANSLATE_MODEL = ""
     assert options(admin_client.get(LIST_URL).content.decode(), "text_route") == ["", "clip"]
+
+    # configured but never downloaded (setup_models fetches the translator on its route only)
+    all_routes.TINYRAG_TRANSLATE_MODEL = str(tmp_path / "not-downloaded")
+    assert options(admin_client.get(LIST_URL).content.decode(), "text_route") == ["", "clip"]
+
+
+def test_an_invalid_language_with_a_route_is_a_form_error_not_a_500(
+    published_catalog, admin_client, all_routes
+):
+    response = admin_client.get(
+        reverse("evaluation:estimate"), {"language": "xx", "text_route": "clip"}
+    )
+    assert response.status_code < 500
 
 
 def test_a_run_started_from_the_form_keeps_its_language_and_route(

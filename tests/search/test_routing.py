@@ -152,6 +152,7 @@ STRIPPED = [
     ("showcase", "showcase"),  # a word that begins like one is not one
     ("findings", "findings"),
     ("cariboo", "cariboo"),
+    ("mau mesir", "mau mesir"),  # the Egyptian Mau: "mau" (want) is not stripped
 ]
 
 
@@ -190,6 +191,24 @@ def test_a_chosen_language_overrides_detection(catalogue, multilingual_settings)
         assert read_query("kucing", language=spelling).language == "id"
     for auto in (None, "", "auto", " AUTO "):
         assert read_query("kucing", language=auto).chosen is False
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("show me a kucing", "kucing"),
+        ("search for kucing mesir", "kucing mesir"),
+        ("pictures of kucing", "kucing"),
+        ("find a bus sekolah", "bus sekolah"),
+    ],
+)
+def test_the_subject_decides_the_language_not_the_request_words(
+    catalogue, multilingual_settings, text, subject
+):
+    """English request words around Indonesian words: what is searched for is Indonesian,
+    and goes to the encoder that reads it (not CLIP's "a photo of a kucing.")."""
+    read = read_query(text)
+    assert (read.subject, read.language, read.route) == (subject, "id", Route.MULTILINGUAL)
 
 
 def test_other_means_neither_english_nor_indonesian(catalogue, multilingual_settings):

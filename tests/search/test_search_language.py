@@ -323,7 +323,7 @@ def test_more_like_this_names_its_class_in_the_page_language(auth_client, user, 
     source = ImageClass.objects.get(wnid=EGYPTIAN_CAT).images.filter(split="train").first()
     query = similar_search(user=user, image_id=source.pk, top_k=2)
     # the catalogue's sentence, with the class's Indonesian name in it
-    assert "Lebih banyak yang seperti kucing mesir ini" in page_of(
+    assert "Gambar yang mirip dengan kucing mesir ini" in page_of(
         auth_client, query, **IN_INDONESIAN
     )
     assert "More like this Egyptian cat" in page_of(auth_client, query)
@@ -406,3 +406,14 @@ def test_a_language_is_named_in_the_page_language_or_by_its_code():
     ]
     with translation.override("id"):
         assert language_name("de") == "Jerman"  # Django's own catalogue names it
+
+
+def test_the_class_picker_offers_the_page_language_and_shows_the_other(
+    auth_client, indonesian_names
+):
+    """Typed in either language: each option is the page language's name, with the other
+    language's name beside it (the datalist matches on both)."""
+    indonesian = auth_client.get(reverse("search:home"), **IN_INDONESIAN).content.decode()
+    english = auth_client.get(reverse("search:home")).content.decode()
+    assert '<option value="kucing mesir" label="Egyptian cat"></option>' in indonesian
+    assert '<option value="Egyptian cat" label="kucing mesir"></option>' in english

@@ -121,11 +121,31 @@ def test_warm_up_without_an_index_logs_and_goes_on(clip_settings, tmp_path, capl
     warm_up()  # a worker must start even so
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(m.startswith("warm-up: index not ready") for m in warnings), warnings
+    assert any(m.startswith("warm-up: image model not ready") for m in warnings), warnings
+
+
+def test_warm_up_loads_the_multilingual_encoder_only_where_queries_take_it(
+    clip_settings, tmp_path, caplog
+):
+    """TINYRAG_TEXT_ROUTE=clip: no query takes TINYRAG_TEXT_MODEL, so setup_models never
+    fetched it, and the warm-up does not try; on the multilingual route it does."""
+    from search.ops.health import warm_up
+
+    clip_settings.TINYRAG_INDEX_DIR = tmp_path
+    clip_settings.TINYRAG_TEXT_MODEL = str(tmp_path / "never-downloaded")
+    clip_settings.TINYRAG_TEXT_ROUTE = "clip"
+    clear_index_services()
+    warm_up()
+    text_model = [r for r in caplog.records if "text model" in r.getMessage()]
+    assert text_model == []
+    clip_settings.TINYRAG_TEXT_ROUTE = "multilingual"
+    warm_up()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(m.startswith("warm-up: text model not ready") for m in warnings), warnings
 
 
 def test_warm_up_survives_an_unexpected_error_and_beats_between_steps(
-    search_index, caplog, monkeypatch
+    search_index, multilingual_settings, caplog, monkeypatch
 ):
     from search.ml import registry
     from search.ops.health import warm_up
@@ -133,10 +153,10 @@ def test_warm_up_survives_an_unexpected_error_and_beats_between_steps(
     def broken():
         raise RuntimeError("a torch kernel crashed")
 
-    monkeypatch.setattr(registry, "get_text_embedder", broken)
+    monkeypatch.setattr(registry, "get_multilingual_embedder", broken)
     beats = []
     warm_up(between=lambda: beats.append(1))
-    assert len(beats) == 3  # after each of index, text model, image model
+    assert len(beats) == 3  # after each of index, image model, text model
     failed = [r for r in caplog.records if r.getMessage() == "warm-up: text model failed"]
     assert failed
     assert failed[0].exc_info is not None

@@ -24,9 +24,7 @@ from search.catalog.datasets.layout import (
     Scan,
     is_image_name,
 )
-from search.catalog.datasets.tinyimagenet import CheckReport, decode_images
-
-LISTED = 10  # how many examples a check names before "and N more"
+from search.catalog.datasets.tinyimagenet import CheckReport, decode_images, named
 
 
 def scan_imagefolder(root: Path) -> Scan:
@@ -112,15 +110,8 @@ def check_imagefolder(root: Path, *, workers: int = 0, progress_factory=None) ->
     )
     if report.unreadable:
         report.problems.append(
-            f"{len(report.unreadable)} unreadable or truncated images: {_named(report.unreadable)}"
+            f"{len(report.unreadable)} unreadable or truncated images: {named(report.unreadable)}"
         )
     if report.stray:
-        report.problems.append(
-            f"{len(report.stray)} stray files or folders: {_named(report.stray)}"
-        )
+        report.problems.append(f"{len(report.stray)} stray files or folders: {named(report.stray)}")
     return report
-
-
-def _named(items: list[str]) -> str:
-    shown = ", ".join(items[:LISTED])
-    return shown + (f" and {len(items) - LISTED:,} more" if len(items) > LISTED else "")

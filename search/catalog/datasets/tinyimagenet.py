@@ -313,7 +313,8 @@ class CheckReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def _named(items: list[str]) -> str:
+def named(items: list[str]) -> str:
+    """The first LISTED items, and how many more there are."""
     shown = ", ".join(items[:LISTED])
     return shown + (f" and {len(items) - LISTED:,} more" if len(items) > LISTED else "")
 
@@ -324,12 +325,12 @@ def _count_problem(report: CheckReport, split: str, expected: int, wnids: list[s
     short = [w for w in wnids if 0 < counts.get(w, 0) < expected]
     over = [w for w in wnids if counts.get(w, 0) > expected]
     if empty:
-        report.problems.append(f"{split}: {len(empty)} classes have no images: {_named(empty)}")
+        report.problems.append(f"{split}: {len(empty)} classes have no images: {named(empty)}")
     if short:
         got = sorted({counts[w] for w in short})
         report.problems.append(
             f"{split}: {len(short)} classes have fewer than {expected} images "
-            f"({', '.join(map(str, got))} found): {_named(short)}"
+            f"({', '.join(map(str, got))} found): {named(short)}"
         )
     if over:
         report.problems.append(f"{split}: {len(over)} classes have more than {expected} images")
@@ -427,7 +428,7 @@ def _collect_problems(report: CheckReport, expect: Expectations, wnids: list[str
     if report.missing_words:
         p.append(
             f"{len(report.missing_words)} wnids have no words.txt entry: "
-            f"{_named(report.missing_words)}"
+            f"{named(report.missing_words)}"
         )
     _count_problem(report, "train", expect.train_per_class, wnids)
     _count_problem(report, "val", expect.val_per_class, wnids)
@@ -440,21 +441,21 @@ def _collect_problems(report: CheckReport, expect: Expectations, wnids: list[str
     if report.val_annotations_without_file:
         p.append(
             f"{len(report.val_annotations_without_file):,} val annotation lines name missing "
-            f"files: {_named(report.val_annotations_without_file)}"
+            f"files: {named(report.val_annotations_without_file)}"
         )
     if report.val_files_without_annotation:
         p.append(
             f"{len(report.val_files_without_annotation):,} val files have no matching "
-            f"annotation: {_named(report.val_files_without_annotation)}"
+            f"annotation: {named(report.val_files_without_annotation)}"
         )
     if report.box_lines_without_file:
         p.append(f"{report.box_lines_without_file:,} train box lines name missing files")
     if report.unreadable:
         p.append(
-            f"{len(report.unreadable)} unreadable or truncated images: {_named(report.unreadable)}"
+            f"{len(report.unreadable)} unreadable or truncated images: {named(report.unreadable)}"
         )
     if report.wrong_size:
         w, h = expect.size
-        p.append(f"{len(report.wrong_size)} images are not {w}x{h}: {_named(report.wrong_size)}")
+        p.append(f"{len(report.wrong_size)} images are not {w}x{h}: {named(report.wrong_size)}")
     if report.stray:
-        p.append(f"{len(report.stray)} stray files or folders: {_named(report.stray)}")
+        p.append(f"{len(report.stray)} stray files or folders: {named(report.stray)}")
