@@ -20,6 +20,7 @@ from django.views.i18n import set_language as django_set_language
 from tinyrag_site.models import AccountPreferences
 
 LANGUAGE_CODES = frozenset(code for code, _name in settings.LANGUAGES)
+FOLLOW_BROWSER = ""  # the `language` value of "follow my browser" (Account page)
 
 
 def saved_language(user) -> str:
@@ -30,6 +31,11 @@ def saved_language(user) -> str:
     language = AccountPreferences.objects.filter(user=user).values_list("language", flat=True)
     code = language.first() or ""
     return code if code in LANGUAGE_CODES else ""
+
+
+def forget_language(*, user) -> None:
+    """`user`'s pages follow the browser again (the language cookie, else Accept-Language)."""
+    AccountPreferences.objects.filter(user=user).update(language="")
 
 
 def save_language(*, user, language: str) -> None:
@@ -62,6 +68,16 @@ def set_language(request: HttpRequest) -> HttpResponse:
     language = request.POST.get("language", "")
     if language not in LANGUAGE_CODES:  # Django takes any language it has a catalogue for
         response.cookies.pop(settings.LANGUAGE_COOKIE_NAME, None)
+        if language == FOLLOW_BROWSER and request.method == "POST":
+            # the Account page's "Follow my browser": no saved choice, no cookie
+            if request.user.is_authenticated:
+                forget_language(user=request.user)
+            response.delete_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                path=settings.LANGUAGE_COOKIE_PATH,
+                domain=settings.LANGUAGE_COOKIE_DOMAIN,
+                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            )
     elif request.method == "POST" and request.user.is_authenticated:
         save_language(user=request.user, language=language)
     return response

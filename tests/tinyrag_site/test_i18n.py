@@ -410,7 +410,7 @@ def test_a_visitor_switches_and_stays_on_the_page(client):
 
 @pytest.mark.parametrize(
     ("language", "next_url"),
-    [("xx", "/history/"), ("fr", "/history/"), ("", "/history/"), ("id" * 500, "/history/")],
+    [("xx", "/history/"), ("fr", "/history/"), ("id" * 500, "/history/")],  # "": browser
 )
 def test_a_language_that_is_not_offered_changes_nothing(auth_client, user, language, next_url):
     response = switch(auth_client, language, next_url)
@@ -466,6 +466,18 @@ def test_switching_back_to_english_is_kept_too(auth_client, user):
     switch(auth_client, "en")
     assert AccountPreferences.objects.get(user=user).language == "en"
     assert html_lang(auth_client.get("/history/", HTTP_ACCEPT_LANGUAGE="id")) == "en"
+
+
+def test_follow_my_browser_forgets_the_choice_and_the_cookie(auth_client, user):
+    switch(auth_client, "id")
+    assert html_lang(auth_client.get("/history/", HTTP_ACCEPT_LANGUAGE="en")) == "id"
+    response = switch(auth_client, "", next_url=f"{reverse('profile')}#language")
+    assert response["Location"] == f"{reverse('profile')}#language"
+    assert AccountPreferences.objects.get(user=user).language == ""
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == ""  # deleted
+    assert html_lang(auth_client.get("/history/", HTTP_ACCEPT_LANGUAGE="en")) == "en"
+    page = auth_client.get(reverse("profile"), HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert '<option value="" selected>' in page  # "Follow my browser", in Indonesian
 
 
 def test_without_a_choice_a_signed_in_user_follows_the_browser(auth_client, user):
