@@ -32,6 +32,7 @@ ROW_INCHES = 0.27  # one horizontal bar and its class name
 LABELLED_BARS_MAX = 24  # up to this many classes every one is drawn and named...
 SHOWN_EACH_END = 10  # ...above it, the worst ten and the best ten, by name
 NAME_CHARS = 30  # a longer class name is cut with an ellipsis (the tables have it whole)
+GROUP_CHARS = 40  # the same for a grouped chart's group label
 ACCENT = "#2f62d0"  # static/css/app.css --accent
 SERIES_COLOURS = ["#2f62d0", "#c8621a", "#17693a", "#b42318"]
 MUTED = "#5b6570"
@@ -60,8 +61,8 @@ def _metric_label(metric: str) -> str:
     return label.replace("top1_", "top-1 ").replace("top5_", "top-5 ").replace("_", " ")
 
 
-def _short(name: str) -> str:
-    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1].rstrip() + "…"
+def _short(name: str, limit: int = NAME_CHARS) -> str:
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
 
 def _svg(fig: Figure) -> str:
@@ -275,7 +276,8 @@ def grouped_bars_figure(
                 color=SERIES_COLOURS[s_index % len(SERIES_COLOURS)],
             )  # fmt: skip
             ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=9)
-        ax.set_yticks(range(len(groups)), [_plain(_short(g)) for g in groups])
+        # a group is a language and a route: "Bahasa Indonesia · multilingual"
+        ax.set_yticks(range(len(groups)), [_plain(_short(g, GROUP_CHARS)) for g in groups])
         ax.tick_params(axis="y", length=0)
         ax.set_ylim(len(groups) - 0.5, -0.5)  # the first group at the top
         ax.set_xlim(0, 1.18)

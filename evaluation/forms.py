@@ -22,7 +22,7 @@ from evaluation.config import (
 )
 from evaluation.models import EvaluationRun
 from search.descriptions.models import Description
-from search.languages import ENGLISH, INDONESIAN
+from search.languages import ENGLISH, PAGE_LANGUAGE_NAMES
 from search.ml.query_models import QueryModel, QueryModelKind
 from search.ml.registry import describer_enabled
 from search.ops.health import model_missing
@@ -44,7 +44,7 @@ CONTEXT_LABELS = {
     Description.Context.RETRIEVED: _("with the retrieved neighbours' labels"),
     Description.Context.NONE: _("with the image only"),
 }
-LANGUAGE_LABELS = {ENGLISH: _("English"), INDONESIAN: _("Bahasa Indonesia")}
+LANGUAGE_LABELS = PAGE_LANGUAGE_NAMES
 
 
 class RunForm(forms.Form):

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
-from django.utils.translation import get_language_info, gettext, pgettext
+from django.utils.translation import gettext, pgettext
 
 from evaluation import estimate
 from evaluation.config import ROUTE_LABELS, ROUTE_SHORT_LABELS
@@ -17,7 +17,7 @@ from evaluation.models import EvaluationRun
 from search.catalog.models import Dataset, Image, ImageClass
 from search.errors import ApplicationError
 from search.index.service import IndexManifest, read_manifest
-from search.languages import page_language
+from search.languages import language_name, page_language
 from search.ml.names import display_model_id
 from search.queries.routing import Route
 
@@ -179,14 +179,6 @@ def context_name(context: str) -> str:
         "none": pgettext("RAG context", "none"),
     }
     return names.get(context, context)
-
-
-def language_name(code: str) -> str:
-    """A run's language as the page's language names it ("Indonesian", "Bahasa Indonesia")."""
-    try:
-        return get_language_info(code)["name_translated"]
-    except KeyError:
-        return code
 
 
 def route_name(route: str | None) -> str:

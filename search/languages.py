@@ -10,10 +10,14 @@ a page language ("id-ID", "en-us", a browser's "in") comes down to one of them w
 from __future__ import annotations
 
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 ENGLISH = "en"
 INDONESIAN = "id"
 PAGE_LANGUAGES = (ENGLISH, INDONESIAN)
+# The page languages as the pages name them, in the page language (the search form's query
+# language, the result header, the evaluation's runs per language).
+PAGE_LANGUAGE_NAMES = {ENGLISH: _("English"), INDONESIAN: _("Bahasa Indonesia")}
 # "in" is the old ISO 639 code for Indonesian that some systems still send.
 _ALIASES = {"in": INDONESIAN}
 
@@ -25,3 +29,14 @@ def page_language(code: str | None = None) -> str:
     base = code.split("-", 1)[0]
     base = _ALIASES.get(base, base)
     return base if base in PAGE_LANGUAGES else ENGLISH
+
+
+def language_name(code: str) -> str:
+    """Any language's name in the page language (the page languages as PAGE_LANGUAGE_NAMES
+    says, others as Django's own catalogue does); its code where Django does not know it."""
+    if code in PAGE_LANGUAGE_NAMES:
+        return str(PAGE_LANGUAGE_NAMES[code])
+    try:
+        return str(translation.get_language_info(code)["name_translated"])
+    except KeyError:
+        return code

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.utils import translation
-from django.utils.translation import gettext_lazy as _
 
 from search.catalog.models import ImageClass
-from search.languages import ENGLISH, INDONESIAN
+from search.languages import PAGE_LANGUAGE_NAMES, language_name
 from search.queries.models import SearchQuery, SearchResult
 from search.queries.routing import OTHER
 
@@ -73,20 +71,9 @@ def class_names(wnids) -> dict[str, str]:
 
 
 DETECT = ""  # the search form's query language "Detect automatically" (language=None)
+
+
 # The page languages by the names the search form's language menu gives them.
-PAGE_LANGUAGE_NAMES = {ENGLISH: _("English"), INDONESIAN: _("Bahasa Indonesia")}
-
-
-def language_name(code: str) -> str:
-    """A language's name in the page language; its code where Django does not know it."""
-    if code in PAGE_LANGUAGE_NAMES:
-        return str(PAGE_LANGUAGE_NAMES[code])
-    try:
-        return str(translation.get_language_info(code)["name_translated"])
-    except KeyError:
-        return code
-
-
 @dataclass(frozen=True)
 class QueryReading:
     """How a text query was read (search.queries.routing), as its page tells it."""

@@ -24,6 +24,7 @@ from search.catalog.views import IMAGE_CACHE_SECONDS
 from search.descriptions.selectors import descriptions_enabled, latest_descriptions
 from search.errors import ApplicationError, NotFound
 from search.index.selectors import index_status
+from search.languages import PAGE_LANGUAGE_NAMES
 from search.ops.health import first_missing_step
 from search.queries import services as search_service
 from search.queries.models import TEXT_MAX_LENGTH, SearchQuery
@@ -31,7 +32,6 @@ from search.queries.retrieval import query_models_loaded
 from search.queries.routing import OTHER
 from search.queries.selectors import (
     DETECT,
-    PAGE_LANGUAGE_NAMES,
     get_query,
     label_filters,
     results_page,

@@ -9,9 +9,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from search import languages
 from search.ml.names import display_model_id
 
 register = template.Library()
+
+
+@register.filter
+def language_name(code: str) -> str:
+    """A language code's name in the page language ("Bahasa Indonesia", "German")."""
+    return languages.language_name(code)
 
 
 @register.filter

@@ -71,20 +71,24 @@ def test_the_list_compares_the_latest_finished_run_per_language_and_route(auth_c
 
     assert rows_of(section(html, "compare-text")) == [
         ["English", "CLIP", "0.500", "1.000", "0.600", f"Run #{newest_en.pk}"],
-        ["Indonesian", "multilingual", "0.300", "1.000", "0.400", f"Run #{id_multi.pk}"],
-        ["Indonesian", "translated", "0.400", "1.000", "0.500", f"Run #{id_translate.pk}"],
+        ["Bahasa Indonesia", "multilingual", "0.300", "1.000", "0.400", f"Run #{id_multi.pk}"],
+        ["Bahasa Indonesia", "translated", "0.400", "1.000", "0.500", f"Run #{id_translate.pk}"],
     ]  # fmt: skip
     assert rows_of(section(html, "compare-rag")) == [
         ["English", "0.500", f"Run #{rag_en.pk}"],
-        ["Indonesian", "0.250", f"Run #{rag_id.pk}"],
+        ["Bahasa Indonesia", "0.250", f"Run #{rag_id.pk}"],
     ]
     assert 'id="compare-zeroshot"' not in html  # no run measured it
     svg = chart_svg(html, "chart-compare-text")
-    for label in ("English · CLIP", "Indonesian · multilingual", "Indonesian · translated"):
+    for label in (
+        "English · CLIP",
+        "Bahasa Indonesia · multilingual",
+        "Bahasa Indonesia · translated",
+    ):
         assert label in svg
     assert "R@1" in svg
     assert "MRR" in svg
-    assert chart_svg(html, "chart-compare-rag").count("Indonesian") == 1
+    assert chart_svg(html, "chart-compare-rag").count("Bahasa Indonesia") == 1
 
 
 def test_runs_from_before_languages_count_as_english_on_clip(auth_client):
@@ -101,7 +105,7 @@ def test_the_list_says_each_runs_language_and_route(auth_client):
     html = auth_client.get(LIST_URL).content.decode()
     start = html.index('<table class="grid runs stack-table">')
     runs = html[start : html.index("</table>", start)]
-    assert "Indonesian · translated to English, then CLIP" in runs
+    assert "Bahasa Indonesia · translated to English, then CLIP" in runs
 
 
 @pytest.fixture
@@ -134,7 +138,10 @@ def test_a_run_page_names_the_classes_in_the_pages_language(auth_client, indones
     english = auth_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "reel" in worst_table(english)
     assert "→ lemon" in worst_table(english)
-    assert "Language: <strong>Indonesian</strong>; text queries through the multilingual" in english
+    assert (
+        "Language: <strong>Bahasa Indonesia</strong>; text queries through the multilingual"
+        in english
+    )
     assert ">reel<" in chart_svg(english, "chart-image-per-class")
 
     indonesian = auth_client.get(url, HTTP_ACCEPT_LANGUAGE="id").content.decode()

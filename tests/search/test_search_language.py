@@ -396,7 +396,7 @@ def test_history_dates_follow_the_page_language(auth_client, user):
 def test_a_language_is_named_in_the_page_language_or_by_its_code():
     from django.utils import translation
 
-    from search.queries.selectors import language_name
+    from search.languages import language_name
 
     assert [language_name(code) for code in ("en", "id", "de", "xx")] == [
         "English",
