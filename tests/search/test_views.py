@@ -37,7 +37,8 @@ def test_search_page_shows_the_form_and_the_index(auth_client, search_index):
     html = auth_client.get(reverse("search:home")).content.decode()
     assert 'id="search-form"' in html
     assert "Searching 20 images with tiny-clip." in html
-    assert '<option value="Egyptian cat"></option>' in html  # the picker offers names
+    # the picker offers names, with the other language's beside them
+    assert '<option value="Egyptian cat" label="kucing mesir"></option>' in html
     assert 'list="class-options"' in html
     assert "autofocus" in html.split('id="id_text"')[0].rsplit("<input", 1)[1]
 
