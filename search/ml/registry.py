@@ -112,30 +112,11 @@ def get_translator() -> Translator:
     loaded."""
     from search.ml.translate import Translator  # here: it imports torch
 
-    model_id = str(settings.TINYRAG_TRANSLATE_MODEL)
-    target = current_target()
-    cache_dir = settings.TINYRAG_MODEL_DIR or None
-    beams = settings.TINYRAG_TRANSLATE_BEAMS
-    max_tokens = settings.TINYRAG_TRANSLATE_MAX_TOKENS
-    key = (
-        Translator.__name__,
-        model_id,
-        target.device,
-        target.precision,
-        cache_dir,
-        beams,
-        max_tokens,
-    )
-    return registry.get(
-        key,
-        lambda: Translator(
-            model_id,
-            device=target.device,
-            precision=target.precision,
-            cache_dir=cache_dir,
-            num_beams=beams,
-            max_new_tokens=max_tokens,
-        ),
+    return _local_model(
+        Translator,
+        settings.TINYRAG_TRANSLATE_MODEL,
+        num_beams=settings.TINYRAG_TRANSLATE_BEAMS,
+        max_new_tokens=settings.TINYRAG_TRANSLATE_MAX_TOKENS,
     )
 
 
@@ -150,20 +131,29 @@ def translator_loaded() -> bool:
 
 
 def _embedder(cls: type[T], model_id: str, setting: str) -> T:
+    return _local_model(
+        cls, model_id, batch_size=settings.TINYRAG_EMBED_BATCH_SIZE, setting=setting
+    )
+
+
+def _local_model(cls: type[T], model_id: str, **options: Hashable) -> T:
+    """One `cls(model_id, device=, precision=, cache_dir=, **options)` per distinct value of
+    all of them: the device and precision the settings ask for, the download folder."""
     model_id = str(model_id)  # tests may set a Path
     target = current_target()
     cache_dir = settings.TINYRAG_MODEL_DIR or None
-    batch_size = settings.TINYRAG_EMBED_BATCH_SIZE
-    key = (cls.__name__, model_id, target.device, target.precision, cache_dir, batch_size)
+    key = (
+        cls.__name__, model_id, target.device, target.precision, cache_dir,
+        *sorted(options.items()),
+    )  # fmt: skip
     return registry.get(
         key,
         lambda: cls(
             model_id,
             device=target.device,
             precision=target.precision,
-            batch_size=batch_size,
             cache_dir=cache_dir,
-            setting=setting,
+            **options,
         ),
     )
 
