@@ -375,10 +375,21 @@ TINYRAG_MODEL_DIR = env_str("TINYRAG_MODEL_DIR", "")
 TINYRAG_INDEX_NAME = env_str("TINYRAG_INDEX_NAME", "tiny-imagenet-200")
 # FAISS search threads (0 = FAISS's default: every core).
 TINYRAG_FAISS_THREADS = env_int("TINYRAG_FAISS_THREADS", 0)
+# build_index --index-type auto: exact search up to this many vectors; above it HNSW when its
+# recall@10 against exact search, measured at build time on a sample of the collection's own
+# vectors, reaches TINYRAG_HNSW_MIN_RECALL (in percent), else exact (IVF-PQ when memory is short).
+TINYRAG_HNSW_MIN_VECTORS = env_int("TINYRAG_HNSW_MIN_VECTORS", 20_000)
+TINYRAG_HNSW_MIN_RECALL = env_int("TINYRAG_HNSW_MIN_RECALL", 99)
 
 # --- Search -------------------------------------------------------------------------------
 TINYRAG_TOP_K_DEFAULT = env_int("TINYRAG_TOP_K_DEFAULT", 10)
 TINYRAG_TOP_K_MAX = env_int("TINYRAG_TOP_K_MAX", 100)
+# Micro-batching (search.queries.microbatch): concurrent queries in one web process are
+# embedded and searched together, up to BATCH_MAX at once; a batch waits at most BATCH_WAIT_MS
+# for more once queries are arriving faster than they are served (a lone query never waits).
+# TINYRAG_BATCH_MAX=1 turns it off (every query alone, as before).
+TINYRAG_BATCH_MAX = env_int("TINYRAG_BATCH_MAX", 16)
+TINYRAG_BATCH_WAIT_MS = env_int("TINYRAG_BATCH_WAIT_MS", 5)
 # CLIP was trained on captions: "a photo of a {query}." retrieves better than the bare words.
 # Applied with CLIP's own text tower; a TINYRAG_TEXT_MODEL encoder gets the query's subject.
 TINYRAG_TEXT_PROMPT = env_str("TINYRAG_TEXT_PROMPT", "a photo of a {query}.")
