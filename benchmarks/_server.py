@@ -41,6 +41,7 @@ def bench_environment(workdir: Path, clip_dir: Path, **extra: str) -> dict[str, 
         "TINYRAG_TEXT_ROUTE": "clip",
         "TINYRAG_VLM_BACKEND": "none",
         "TINYRAG_API_RATE": "1000000/minute",
+        "TINYRAG_SEARCH_RATE": "1000000/minute",
         "LOG_LEVEL": "WARNING",
         **extra,
     }
