@@ -39,6 +39,10 @@ DEFAULT_RAG_SAMPLE = 50  # each sample is one VLM generation per context: minute
 ZEROSHOT_KS = (1, 5)  # top-k accuracies of zero-shot classification
 SEED_RANGE = (-(2**31), 2**31 - 1)  # EvaluationRun.seed: a 32-bit IntegerField
 SAMPLE_MAX = 2**31 - 1  # EvaluationRun.sample_size: a PositiveIntegerField
+# How the run searches: exactly (a flat search over the published index's embeddings, whatever
+# its type: the metrics describe the embeddings, not an approximation), or the index as served.
+EXACT_SEARCH, INDEX_SEARCH = "exact", "index"
+SEARCHES = (EXACT_SEARCH, INDEX_SEARCH)
 
 
 class EvaluationError(InvalidInput):
@@ -63,6 +67,7 @@ class EvaluationConfig:
     # the route the text queries take (None: the product's default for that language).
     language: str = ENGLISH
     text_route: str | None = None
+    search: str = EXACT_SEARCH  # SEARCHES
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -110,6 +115,11 @@ class EvaluationConfig:
         if not self.rag_contexts or unknown:
             raise EvaluationError(
                 _("RAG contexts are %(choices)s") % {"choices": ", ".join(RAG_CONTEXTS)}
+            )
+        if self.search not in SEARCHES:
+            raise EvaluationError(
+                _("search must be one of %(choices)s; got %(search)s")
+                % {"choices": ", ".join(SEARCHES), "search": repr(self.search)}
             )
         if self.batch_size < 1:
             raise EvaluationError(_("the batch size must be positive"))

@@ -19,8 +19,13 @@ the index is excluded from its own results, and the run says how often that happ
 that holds images of the evaluated split is a warning on the run; the describer is never given
 the true label (its prompt and context are the describe path's own, `search.descriptions.rag`,
 from the neighbours' labels, the image itself left out of them). Queries are embedded and
-searched exactly as search embeds and searches (`search.queries.retrieval`), but no
-`SearchQuery` rows are written: evaluation never shows up in a user's history.
+searched through search's own functions (`search.queries.retrieval`), but no `SearchQuery`
+rows are written: evaluation never shows up in a user's history.
+
+The searches are exact unless the run asks otherwise (`EvaluationConfig.search`): a flat search
+over the published index's own embeddings, whatever its type, so that the metrics describe the
+embeddings and not an HNSW graph's approximation of them; `search="index"` searches the index as
+served. The run's configuration records which (`search`, and `searched_index_type`).
 
 `measure_run` yields each step's values (`Measured`) as it is done, and the run service stores
 them: a run that fails half-way keeps what it measured before.
@@ -39,7 +44,7 @@ from django.conf import settings
 from tqdm import tqdm
 
 from evaluation import metrics
-from evaluation.config import ZEROSHOT_KS, EvaluationConfig, EvaluationError
+from evaluation.config import EXACT_SEARCH, ZEROSHOT_KS, EvaluationConfig, EvaluationError
 from evaluation.models import EvaluationRun
 from evaluation.sampling import stratified_sample
 from evaluation.steps import Step
@@ -105,7 +110,7 @@ class Queries:
 
 def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measured]:
     """The run's measurements in order, each step's values as soon as it has them."""
-    index = get_index_service(config.resolved_index_name)
+    index = get_index_service(config.resolved_index_name, exact=config.search == EXACT_SEARCH)
     yield Measured(manifest=asdict(index.manifest))
     dataset = _dataset(index)
     clip = get_clip_embedder()
@@ -134,6 +139,8 @@ def measure_run(config: EvaluationConfig, progress: Progress) -> Iterator[Measur
         "rag_k": settings.TINYRAG_RAG_K if "rag" in modes else None,
         "text_prompt": settings.TINYRAG_TEXT_PROMPT,
         "language": config.language,
+        "search": config.search,
+        "searched_index_type": index.get().searched_as,  # flat when exact, whatever is served
     }
     yield Measured(warnings=tuple(warnings), resolved=resolved)
 

@@ -256,6 +256,7 @@ def build_index(
         vectors, ids, options.index_type, options.index_params
     )
     index_type = params.pop("type")
+    recall_at_10, recall_queries = params.pop("recall_at_10", None), params.pop("recall_queries", 0)
     manifest = IndexManifest(
         name=options.name,
         model_id=embedder.model_id,
@@ -270,6 +271,8 @@ def build_index(
         images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
         skipped=skipped,
         limit_per_class=options.limit_per_class,
+        recall_at_10=recall_at_10,
+        recall_queries=recall_queries,
     )
     staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     index_service.write_index_folder(staged, index, vectors, ids, manifest)

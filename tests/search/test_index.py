@@ -83,9 +83,15 @@ def test_hnsw_and_ivfpq_agree_with_flat_on_most_top1(tmp_path):
         assert (approx[:, 0] == exact[:, 0]).mean() >= required, kind
 
 
-def test_auto_is_exact_up_to_200k_then_hnsw_then_ivfpq():
-    assert fi.choose_index_type(200_000, 512) == IndexType.FLAT
-    assert fi.choose_index_type(200_001, 512, memory_bytes=64 << 30) == IndexType.HNSW
+def test_auto_considers_exact_up_to_the_setting_then_hnsw_then_exact_then_ivfpq(settings):
+    settings.TINYRAG_HNSW_MIN_VECTORS = 20_000
+    assert fi.choose_index_type(20_000, 512) == IndexType.FLAT
+    assert fi.choose_index_type(20_001, 512, memory_bytes=64 << 30) == IndexType.HNSW
+    assert fi.choose_index_type(20_001, 512, min_vectors=50_000) == IndexType.FLAT
+    # 10^7 x 512 floats = 20.5 GB and the graph 2.6 GB more: half of 40 GiB (21.5 GB) holds
+    # the vectors but not the graph, half of 48 GiB (25.8 GB) holds both
+    assert fi.choose_index_type(10_000_000, 512, memory_bytes=40 << 30) == IndexType.FLAT
+    assert fi.choose_index_type(10_000_000, 512, memory_bytes=48 << 30) == IndexType.HNSW
     # 10^8 x 512 floats = 205 GB: more than half of 64 GiB
     assert fi.choose_index_type(100_000_000, 512, memory_bytes=64 << 30) == IndexType.IVFPQ
 

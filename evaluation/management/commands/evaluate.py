@@ -6,10 +6,12 @@
     python manage.py evaluate --mode text --language id                 # Indonesian class names
     python manage.py evaluate --mode text --language id --text-route translate
     python manage.py evaluate --mode rag --language id --sample 50      # Indonesian descriptions
+    python manage.py evaluate --mode image --search index    # through the HNSW graph as served
 
 Queries never find themselves: a query image that is in the index is excluded from its own
 results (and the run says so), an index holding val images is a warning on the run, and the
-describer is never given the true label.
+describer is never given the true label. Searches are exact (a flat search over the index's
+embeddings, whatever its type) unless --search index asks for the index as served.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.config import (
     DEFAULT_RAG_SAMPLE,
+    EXACT_SEARCH,
     RAG_CONTEXTS,
+    SEARCHES,
     TEXT_ROUTES,
     EvaluationConfig,
     EvaluationError,
@@ -50,6 +54,7 @@ def format_run(run: EvaluationRun) -> str:
            if manifest else "")
         + f", split {cfg.get('split')}, seed {run.seed}, language {run.language}"
         + (f", text route {cfg['text_route']}" if cfg.get("text_route") else ""),
+        f"Search: {search_line(cfg, manifest)}",
     ]  # fmt: skip
     ks = cfg.get("ks", [])
     for mode, title in (("image", "image -> image"), ("text", "text -> image")):
@@ -86,6 +91,16 @@ def format_run(run: EvaluationRun) -> str:
     if run.warnings:
         lines += ["", "Warnings:"] + [f"  - {w}" for w in run.warnings]
     return "\n".join(lines)
+
+
+def search_line(cfg: dict, manifest: dict | None) -> str:
+    """How the run searched: exactly, or through the index as served (and its type)."""
+    kind = cfg.get("searched_index_type") or (manifest or {}).get("index_type", "?")
+    if cfg.get("search", EXACT_SEARCH) == EXACT_SEARCH:
+        served = (manifest or {}).get("index_type")
+        return "exact" + (f" (flat over the embeddings of the {served} index)"
+                          if served and served != kind else "")  # fmt: skip
+    return f"the index as served ({kind})"
 
 
 class Command(BaseCommand):
@@ -150,6 +165,14 @@ class Command(BaseCommand):
             "(TINYRAG_TRANSLATE_MODEL, then CLIP). Default: the one search takes for the "
             "language.",
         )
+        parser.add_argument(
+            "--search",
+            choices=SEARCHES,
+            default=EXACT_SEARCH,
+            help="exact (default): every search is exact, a flat search over the published "
+            "index's embeddings whatever its type, so the metrics describe the embeddings; "
+            "index: search the index as served (HNSW's approximation included).",
+        )
         parser.add_argument("--json", type=Path, help="Also write the whole run to this file.")
         parser.add_argument(
             "--batch-size",
@@ -181,6 +204,7 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 language=options["language"],
                 text_route=options["text_route"],
+                search=options["search"],
             ).validated()
             run = evaluate(config=config, console=options["verbosity"] >= 1)
         except EvaluationError as exc:
