@@ -124,9 +124,11 @@ class QueryWithResultsSerializer(QuerySerializer):
 
     @extend_schema_field(ResultSerializer(many=True))
     def get_results(self, query: SearchQuery) -> list[dict]:
-        return ResultSerializer(
-            selectors.query_results(query), many=True, context=self.context
-        ).data
+        # a query just run carries its results as saved (services._run): not read back
+        results = getattr(query, "saved_results", None)
+        if results is None:
+            results = selectors.query_results(query)
+        return ResultSerializer(results, many=True, context=self.context).data
 
 
 def render_query(request, query: SearchQuery) -> dict:

@@ -3,6 +3,13 @@ query vector, embedded as the index was built.
 
 The search use cases (search.queries.services: history, uploads, API), the descriptions'
 retrieved context and the evaluation all search through these functions.
+
+One query's embedding and search go through the process's micro-batchers
+(search.queries.microbatch): queries that arrive together are embedded in one encoder call
+per model (CLIP text phrases, the multilingual encoder's texts, CLIP images) and searched in
+one index call per index, each row then cut to its own k and exclusions (what the index
+call gives a row is what it gives the row alone). Class-filtered searches, and callers that
+hold many queries already (the evaluation, `nearest_images_batch`), run directly.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from django.conf import settings
 from PIL import Image as PILImage
 
 from search.catalog.models import Image
-from search.index.service import IndexMismatchError, IndexService
+from search.index.service import IndexMismatchError, IndexService, IndexType
 from search.ml.names import display_model_id
 from search.ml.registry import (
     get_clip_embedder,
@@ -24,6 +31,7 @@ from search.ml.registry import (
     get_translator,
     translator_loaded,
 )
+from search.queries.microbatch import batcher
 from search.queries.routing import ReadQuery, Route, default_routes, read_query
 
 
@@ -51,10 +59,61 @@ def nearest_images(
     exclude_ids: frozenset[int] = frozenset(),
     allowed_ids: np.ndarray | None = None,
 ) -> list[Hit]:
-    """The top-k `Image` rows for one query vector, best first."""
-    return nearest_images_batch(
-        vector.reshape(1, -1), k=k, index=index, exclude_ids=exclude_ids, allowed_ids=allowed_ids
-    )[0]
+    """The top-k `Image` rows for one query vector, best first. Searched together with the
+    queries that arrive with it, unless it is restricted to `allowed_ids` (a class filter)."""
+    searches = batcher("search", _search_rows) if allowed_ids is None else None
+    if searches is None:
+        return nearest_images_batch(
+            vector.reshape(1, -1),
+            k=k,
+            index=index,
+            exclude_ids=exclude_ids,
+            allowed_ids=allowed_ids,
+        )[0]
+    return _hits([searches.submit(SearchRow(index, vector, k, frozenset(exclude_ids)))])[0]
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """One query vector's search, as the search batcher takes it."""
+
+    index: IndexService
+    vector: np.ndarray
+    k: int
+    exclude_ids: frozenset[int] = frozenset()
+
+
+def _search_rows(rows: Sequence[SearchRow]) -> list[list[tuple[int, float]]]:
+    """(id, score) pairs of each row, best first: one index call per group of rows that the
+    same call answers as it would each alone, asking the group's largest k (plus exclusions),
+    then each row cut to its own exclusions and k."""
+    groups: dict[tuple, list[int]] = {}
+    for n, row in enumerate(rows):
+        groups.setdefault(_search_group(row), []).append(n)
+    found: list[list[tuple[int, float]]] = [[] for _ in rows]
+    for members in groups.values():
+        index = rows[members[0]].index
+        want = max(rows[n].k + len(rows[n].exclude_ids) for n in members)
+        scores, ids = index.search(np.stack([rows[n].vector for n in members]), want)
+        for j, n in enumerate(members):
+            row = rows[n]
+            found[n] = [
+                (int(i), float(s))
+                for i, s in zip(ids[j], scores[j], strict=True)
+                if i != -1 and int(i) not in row.exclude_ids
+            ][: row.k]
+    return found
+
+
+def _search_group(row: SearchRow) -> tuple:
+    """Rows with the same key get, searched together, what each gets alone. An exact or IVF
+    index's top k is a prefix of its top k + n; HNSW's breadth grows with k past efSearch
+    (FAISS searches max(efSearch, k) candidates), so there k joins the key."""
+    manifest = row.index.manifest
+    if manifest.index_type != IndexType.HNSW:
+        return (id(row.index),)
+    breadth = max(row.k + len(row.exclude_ids), int(manifest.index_params.get("efSearch", 0)))
+    return (id(row.index), breadth)
 
 
 def nearest_images_batch(
@@ -81,6 +140,11 @@ def nearest_images_batch(
                 if i != -1 and int(i) != own
             ][:k]
         )
+    return _hits(rows)
+
+
+def _hits(rows: Sequence[Sequence[tuple[int, float]]]) -> list[list[Hit]]:
+    """(id, score) rows -> `Hit` rows, with every row's images read in one query."""
     found = Image.objects.select_related("image_class", "dataset").in_bulk(
         list({i for row in rows for i, _ in row})
     )
@@ -119,7 +183,7 @@ def embed_text(
     """One query text, read (search.queries.routing) and embedded on its route: CLIP's text
     tower with the prompt template, the multilingual encoder, or translation then CLIP."""
     read = read_query(text, language=language, route=route)
-    vectors, embedded, encoder, translator = _embed_read([read], index)
+    vectors, embedded, encoder, translator = _embed_read([read], index, batched=True)
     return QueryVector(vectors[0], encoder[0], read, embedded[0], translator[0])
 
 
@@ -138,9 +202,10 @@ def embed_texts(
 
 
 def _embed_read(
-    reads: Sequence[ReadQuery], index: IndexService
+    reads: Sequence[ReadQuery], index: IndexService, *, batched: bool = False
 ) -> tuple[np.ndarray, list[str], list[str], list[str]]:
-    """Rows, embedded texts, encoders and translators of `reads`, one batch per route."""
+    """Rows, embedded texts, encoders and translators of `reads`, one batch per route;
+    `batched`: through the process's batchers, with the texts of other queries."""
     clip = get_clip_embedder()
     n = len(reads)
     embedded = [read.subject for read in reads]
@@ -160,15 +225,46 @@ def _embed_read(
         index.check_model(clip.model_id, clip.dim)
         prompt = settings.TINYRAG_TEXT_PROMPT
         phrases = [prompt.format(query=embedded[i]) for i in through_clip]
-        vectors[through_clip] = clip.embed_texts(phrases)
+        vectors[through_clip] = _embedded(clip, phrases, "clip-text" if batched else None)
     if multilingual:
         encoder = get_multilingual_embedder()
         index.check_model(clip.model_id, index.manifest.dim)  # the index is CLIP's
         _check_text_encoder(encoder, index)
-        vectors[multilingual] = encoder.embed_texts([embedded[i] for i in multilingual])
+        texts = [embedded[i] for i in multilingual]
+        vectors[multilingual] = _embedded(encoder, texts, "multilingual-text" if batched else None)
         for i in multilingual:
             encoders[i] = encoder.model_id
     return vectors, embedded, encoders, translators
+
+
+def _embedded(encoder, texts: Sequence[str], batch_name: str | None) -> np.ndarray:
+    """`encoder.embed_texts(texts)`, through the batcher `batch_name` when there is one."""
+    texts_batcher = batcher(batch_name, _embed_texts) if batch_name else None
+    if texts_batcher is None:
+        return encoder.embed_texts(texts)
+    return np.stack([texts_batcher.submit((encoder, text)) for text in texts])
+
+
+def _embed_texts(items: Sequence[tuple[object, str]]) -> list[np.ndarray]:
+    return _per_model(items, lambda encoder, texts: encoder.embed_texts(texts))
+
+
+def _embed_images(items: Sequence[tuple[object, PILImage.Image]]) -> list[np.ndarray]:
+    return _per_model(items, lambda clip, images: clip.embed_images(images))
+
+
+def _per_model(items: Sequence[tuple[object, object]], embed) -> list[np.ndarray]:
+    """One row per (model, input) item, in order, with one `embed(model, inputs)` call per
+    model (a batch holds one model's items, unless the settings changed meanwhile)."""
+    groups: dict[int, list[int]] = {}
+    for n, (model, _input) in enumerate(items):
+        groups.setdefault(id(model), []).append(n)
+    rows: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(items)
+    for members in groups.values():
+        vectors = embed(items[members[0]][0], [items[n][1] for n in members])
+        for n, vector in zip(members, vectors, strict=True):
+            rows[n] = vector
+    return rows
 
 
 def _check_text_encoder(encoder, index: IndexService) -> None:
@@ -184,6 +280,10 @@ def _check_text_encoder(encoder, index: IndexService) -> None:
 
 
 def embed_image(image: PILImage.Image, index: IndexService) -> QueryVector:
+    """One query image through CLIP's image tower, with the images that arrive with it."""
     clip = get_clip_embedder()
     index.check_model(clip.model_id, clip.dim)
-    return QueryVector(clip.embed_images([image])[0], clip.model_id)
+    images = batcher("clip-image", _embed_images)
+    if images is None:
+        return QueryVector(clip.embed_images([image])[0], clip.model_id)
+    return QueryVector(images.submit((clip, image)), clip.model_id)

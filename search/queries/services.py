@@ -1,7 +1,11 @@
 """Search use cases: run a query, save it with its results in the user's history.
 
 Each function validates what it is given, runs the search through the published index, and
-stores the `SearchQuery` and its `SearchResult`s in one transaction.
+stores the `SearchQuery` and its `SearchResult`s in one transaction: two INSERTs (the results
+in one bulk statement), with an uploaded file written before it, so that the database's write
+lock (SQLite has one) is held for those two statements only. The query returned carries
+`saved_results`, its results as stored with their images (class and dataset) read, so that
+the answer shows them without reading them back.
 """
 
 from __future__ import annotations
@@ -119,26 +123,31 @@ def _run(
             route=read.route.value,
             embedded_text=query_vector.embedded_text[:TEXT_MAX_LENGTH],
         )
-    with transaction.atomic():
-        query = SearchQuery(
-            user=user,
-            kind=kind,
-            top_k=k,
-            filters=query_filters(class_filter=class_filter, min_similarity=cutoff),
-            encoder=query_vector.encoder,
-            index_name=manifest.name,
-            index_built_at=manifest.created,
-            duration_ms=0.0,
-            **fields,
-        )
-        if upload is not None:
-            name, data = upload
-            query.uploaded_image.save(name, ContentFile(data), save=False)
-        query.duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        query.save()
-        SearchResult.objects.bulk_create(
-            SearchResult(query=query, rank=h.rank, image=h.image, score=h.score) for h in hits
-        )
+    query = SearchQuery(
+        user=user,
+        kind=kind,
+        top_k=k,
+        filters=query_filters(class_filter=class_filter, min_similarity=cutoff),
+        encoder=query_vector.encoder,
+        index_name=manifest.name,
+        index_built_at=manifest.created,
+        duration_ms=0.0,
+        **fields,
+    )
+    if upload is not None:  # written before the transaction: file I/O holds no write lock
+        name, data = upload
+        query.uploaded_image.save(name, ContentFile(data), save=False)
+    results = [SearchResult(query=query, rank=h.rank, image=h.image, score=h.score) for h in hits]
+    try:
+        with transaction.atomic():
+            query.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            query.save(force_insert=True)
+            SearchResult.objects.bulk_create(results)
+    except BaseException:
+        if upload is not None:  # no row holds the file: it goes too
+            query.uploaded_image.delete(save=False)
+        raise
+    query.saved_results = results
     return query
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
+from django.db import IntegrityError
 from PIL import Image as PILImage
 
 from search.catalog.models import Image
@@ -213,6 +215,17 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_saved(built, user):
     with pytest.raises(UploadError, match="not a JPEG, PNG, WebP, GIF or BMP"):
         services.image_search(user=user, data=b"<html>hello</html>", top_k=5)
     assert SearchQuery.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_whose_query_cannot_be_saved_leaves_no_file(built, user, fp32):
+    data = png_bytes(built.root / train_image(0).path)
+    type(user).objects.filter(pk=user.pk).delete()  # the query's row cannot reference it now
+    with pytest.raises(IntegrityError):
+        services.image_search(user=user, data=data, top_k=3)
+    assert SearchQuery.objects.count() == 0
+    uploads = Path(fp32.MEDIA_ROOT) / "uploads"
+    assert [p for p in uploads.rglob("*") if p.is_file()] == []
 
 
 # --- similar_search ------------------------------------------------------------------------
