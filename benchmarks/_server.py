@@ -4,7 +4,8 @@
 media), `setup_django` applies it to this process and migrates, `publish_world` fills the
 database and publishes an index over given vectors (`embedding_like` makes realistic ones), and
 `gunicorn` serves the site under deploy/gunicorn.conf.py -- the production server
-configuration -- on a free 127.0.0.1 port until the block ends.
+configuration -- on a free 127.0.0.1 port until the block ends, and `postgres_cluster` starts
+a throwaway PostgreSQL server for a benchmark to run on (DATABASE_URL) and removes it after.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -156,3 +162,115 @@ def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4) -> Iter
         env, workers=workers, threads=threads, log=log, args=("--access-logfile", "/dev/null")
     ) as base:
         yield base
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster in `folder`, as .ci/run starts one: Debian's server
+    binaries (the newest /usr/lib/postgresql/*/bin, or $PGBIN), run as the postgres user when
+    we are root (initdb refuses root), durability off (fsync, synchronous commit, full-page
+    writes: nothing here must survive a crash), 127.0.0.1 on a free port, and a role and a
+    database "tinyrag" of its own. `postgres_cluster()` makes one and always removes it."""
+
+    def __init__(self, folder: Path):
+        self.bin = postgres_bin()
+        self.folder = folder
+        self.port = _free_port()
+        self.password = secrets.token_hex(16)
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_postgres:
+            shutil.chown(folder, "postgres")
+
+    @property
+    def url(self) -> str:
+        """The DATABASE_URL of its database, for the role that owns it."""
+        return f"postgres://tinyrag:{self.password}@127.0.0.1:{self.port}/tinyrag"
+
+    def init(self) -> None:
+        """initdb, start, then the role and the database (over the cluster's own socket)."""
+        import psycopg
+
+        self._run(
+            "initdb", "-D", "data", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
+        )  # fmt: skip
+        self.start()
+        with psycopg.connect(
+            host=str(self.folder), port=self.port, user="postgres", dbname="postgres",
+            autocommit=True,
+        ) as db:  # fmt: skip
+            # the password is hex: nothing in it to quote
+            db.execute(f"CREATE ROLE tinyrag LOGIN CREATEDB PASSWORD '{self.password}'")
+            db.execute("CREATE DATABASE tinyrag OWNER tinyrag")
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories={self.folder} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "-D", "data", "-l", "server.log", "-w", "-t", "30", "-o", options, "start"
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", "data", "-m", "fast", "-w", "stop")
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self.as_postgres, str(self.bin / tool), *args],
+            cwd=self.folder,  # the postgres user may not enter ours
+            capture_output=True,
+            text=True,
+            # its own session: a Ctrl-C meant for the benchmark does not reach the server, which
+            # then stops when the benchmark stops it
+            start_new_session=True,
+        )
+        if done.returncode:
+            log = self.folder / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.is_file() else ""
+            raise RuntimeError(
+                f"PostgreSQL's {tool} failed (exit {done.returncode}):\n"
+                f"{done.stdout}{done.stderr}{tail}"
+            )
+
+
+def postgres_bin() -> Path:
+    """The folder of PostgreSQL's server binaries: $PGBIN, else the newest Debian one."""
+    if os.environ.get("PGBIN"):
+        candidates = [Path(os.environ["PGBIN"]) / "initdb"]
+    else:
+        candidates = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+            key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+        )
+    found = [path for path in candidates if os.access(path, os.X_OK)]
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb, or "
+            "$PGBIN/initdb): apt-get install postgresql, or set PGBIN"
+        )
+    return found[-1].parent
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A started PostgresCluster in a temporary folder, stopped and removed when the block
+    ends, however it ends (an error, Ctrl-C, a SIGTERM that the caller turned into SystemExit).
+    Connections still open to it are cut (a fast shutdown)."""
+    folder = Path(tempfile.mkdtemp(prefix="tinyrag-pg-"))
+    cluster = None
+    try:
+        cluster = PostgresCluster(folder)
+        cluster.init()
+        yield cluster
+    finally:
+        if cluster is not None and (folder / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):  # a server already gone is stopped too
+                cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

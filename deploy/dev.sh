@@ -67,7 +67,9 @@ trap stop EXIT INT TERM
 web_pause=1 worker_pause=1
 start worker
 start web
-echo "Open http://127.0.0.1:8000/ and sign up there."
+# Both load their models before serving (the first search does not wait for CLIP): a page
+# opened meanwhile is answered once the web server's output says "warm-up: ready".
+echo "Open http://127.0.0.1:8000/ and sign up there (it answers once the server says \"warm-up: ready\")."
 echo "An admin account for /admin/: $py manage.py createsuperuser"
 while sleep 1; do
   for name in web worker; do

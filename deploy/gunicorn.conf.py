@@ -24,8 +24,13 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
-    """Load the index and CLIP before the first request, not during it."""
+    """Load the index and the models before the first request, not during it; the log says
+    when it starts and when the worker is ready."""
     if os.environ.get("TINYRAG_WARM_UP", "1") != "0":
-        from search.ops.health import warm_up
+        from django.db import connections
 
-        warm_up(between=worker.notify)  # heartbeat: loading may take longer than `timeout`
+        from search.ops.health import warm_up_and_say
+
+        # heartbeat between steps: loading may take longer than `timeout`
+        warm_up_and_say(worker.log.info, before="the first request", between=worker.notify)
+        connections.close_all()  # the warm-up's database reads; this thread serves no request

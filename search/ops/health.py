@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
@@ -92,45 +91,116 @@ def readiness() -> list[Check]:
     return [check() for check in READINESS]
 
 
-def warm_up(between: Callable[[], object] = lambda: None) -> None:
-    """Load the index and the embedders now (a web worker's first search would otherwise wait
-    seconds for them) and embed once, so lazy initialisation is done too. Whatever fails is
-    logged and left for the pages to explain: the worker starts regardless. `between` runs
-    after each step (gunicorn's heartbeat, so a slow disk does not get the worker killed)."""
-    steps = {
-        "index": lambda: get_index_service().get(),
-        # CLIP's text tower loads with its images
-        "image model": lambda: registry.get_clip_embedder().embed_images(
-            [PILImage.new("RGB", (64, 64))]
-        ),
-    }
-    if multilingual_needed():  # the route of queries not in English takes it
-        steps["text model"] = lambda: registry.get_multilingual_embedder().embed_texts(["halo"])
-    if translator_needed():
-        steps["translation model"] = lambda: registry.get_translator().translate(["pemanasan"])
-    for name, step in steps.items():
+# Any of these means "cannot be had now" and is said in one line; anything else is a bug or a
+# broken machine and is logged with its traceback. Either way the process starts regardless.
+NOT_READY = (SearchIndexError, ModelError, DatabaseError)
+
+
+def warm_up_steps(*, web: bool = True, describer: bool = False) -> dict[str, Callable]:
+    """What a warm-up loads, by name, in order. Always the published index (searched once, so
+    its threads and kernels start too) and CLIP (an image and a text through it: CLIP's text
+    tower loads with its images, and each tower's first call initialises lazily).
+
+    `web` (the web tier): the text route's encoder and translator where queries take them, one
+    text query along the path a search takes (the language detector, the class names it reads
+    queries by, the micro-batchers' threads, the rows of its hits) short of writing history,
+    and Django's map of URL names, which answers link by. `describer` (the worker): the
+    description model when it runs in this process (TINYRAG_VLM_BACKEND=transformers; a
+    served model has nothing to load)."""
+    steps: dict[str, Callable] = {"index": _search_the_index_once, "image model": _embed_once}
+    if web:
+        if multilingual_needed():  # the route of queries not in English takes it
+            steps["text model"] = lambda: registry.get_multilingual_embedder().embed_texts(["halo"])
+        if translator_needed():
+            steps["translation model"] = lambda: registry.get_translator().translate(["pemanasan"])
+        steps["query path"] = _query_once
+        steps["URL map"] = _map_the_urls
+    if describer and str(settings.TINYRAG_VLM_BACKEND).strip().lower() == "transformers":
+        steps["description model"] = lambda: registry.get_describer().load()
+    return steps
+
+
+def _search_the_index_once() -> None:
+    import numpy as np  # here: the health checks are imported by the web tier too
+
+    service = get_index_service()
+    dim = service.get().manifest.dim
+    service.search(np.full((1, dim), dim**-0.5, dtype=np.float32), 1)
+
+
+def _embed_once() -> None:
+    clip = registry.get_clip_embedder()
+    clip.embed_images([PILImage.new("RGB", (64, 64))])
+    clip.embed_texts(["a photo of a warm-up."])
+
+
+def _query_once() -> None:
+    # here: the search path imports torch and faiss, which the health checks must not
+    from search.queries.retrieval import embed_text, nearest_images
+    from search.queries.routing import detect_language
+
+    # another script goes straight to the language detector (~0.4 s to build the first time)
+    detect_language("ウォームアップ")
+    index = get_index_service()
+    nearest_images(embed_text("a photo", index).vector, k=1, index=index)
+
+
+def _map_the_urls() -> None:
+    """Django maps URL names lazily, once per language: ~15 ms of the first API answer."""
+    from django.urls import reverse
+    from django.utils import translation
+
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            reverse("healthz")
+
+
+def warm_up(
+    between: Callable[[], object] = lambda: None, *, steps: dict | None = None
+) -> list[str]:
+    """Load the index and the models now (a web worker's first search would otherwise wait
+    seconds for them) and use each once, so lazy initialisation is done too: `steps`, by
+    default `warm_up_steps()`. Whatever fails is logged and left for the pages to explain: the
+    process starts regardless. `between` runs after each step (gunicorn's heartbeat, so a slow
+    disk does not get the worker killed). Returns the names of the steps that failed."""
+    failed = []
+    for name, step in (warm_up_steps() if steps is None else steps).items():
         try:
             step()
-        except (SearchIndexError, ModelError) as exc:
+        except NOT_READY as exc:
             logger.warning("warm-up: %s not ready: %s", name, exc)
+            failed.append(name)
         except Exception:  # noqa: BLE001 -- a bug or a broken machine; searches will say
             logger.exception("warm-up: %s failed", name)
+            failed.append(name)
         between()
+    return failed
 
 
-def warm_up_in_background() -> threading.Thread:
-    """warm_up() in a daemon thread, for the development server: it serves at once while
-    CLIP and the index load behind it (gunicorn warms each worker before it serves)."""
-
-    def run() -> None:
-        started = time.monotonic()
-        logger.info("warm-up: loading the index and the models in the background")
-        warm_up()
-        logger.info("warm-up: done in %.1f s", time.monotonic() - started)
-
-    thread = threading.Thread(target=run, name="warm-up", daemon=True)
-    thread.start()
-    return thread
+def warm_up_and_say(
+    say: Callable[[str], object],
+    *,
+    before: str,
+    between: Callable[[], object] = lambda: None,
+    web: bool = True,
+    describer: bool = False,
+) -> list[str]:
+    """warm_up() of `warm_up_steps(web=, describer=)` between two lines handed to `say` (a
+    command's stdout, a server's log): what it loads before `before` ("the first request"),
+    then "ready in X s" or what is not ready. Returns the names of the steps that failed."""
+    steps = warm_up_steps(web=web, describer=describer)
+    say(f"warm-up: loading the {', '.join(steps)} before {before}")
+    started = time.monotonic()
+    failed = warm_up(between, steps=steps)
+    seconds = time.monotonic() - started
+    if failed:
+        say(
+            f"warm-up: finished in {seconds:.1f} s, but not ready: {', '.join(failed)} (see "
+            "the messages above; each is tried again when first used)"
+        )
+    else:
+        say(f"warm-up: ready in {seconds:.1f} s")
+    return failed
 
 
 # --- first run: what is missing before anyone can search ----------------------------------

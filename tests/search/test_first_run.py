@@ -226,7 +226,7 @@ def test_the_real_step_renders_for_a_dataset_missing(empty_site, settings):
     assert django_settings.DEBUG is False
 
 
-# --- the development server warms the models up behind it ----------------------------------
+# --- the development server warms the models up before it serves ----------------------------
 
 
 def run_devserver(site, *args: str) -> tuple[subprocess.Popen, Path, str]:
@@ -237,34 +237,45 @@ def run_devserver(site, *args: str) -> tuple[subprocess.Popen, Path, str]:
     server = subprocess.Popen(
         site.command("runserver", "--noreload", f"127.0.0.1:{port}", *args),
         cwd=ROOT,
-        env=site.env,
+        env={**site.env, "PYTHONUNBUFFERED": "1"},  # its lines and its log's, in order
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
     return server, log, f"http://127.0.0.1:{port}"
 
 
-def test_the_development_server_loads_clip_in_the_background(make_site, tiny_clip_dir):
-    """No index here: the index step of the warm-up says so, the models load regardless."""
+def test_the_development_server_loads_clip_before_it_answers_a_request(make_site, tiny_clip_dir):
+    """A request sent as soon as the port listens is answered after the warm-up. No index
+    here: the warm-up says what is not ready, CLIP loads regardless, and the server serves."""
     import urllib.request
 
     from tests.fixtures.site import wait_for
 
-    site = make_site(TINYRAG_CLIP_MODEL=str(tiny_clip_dir), TINYRAG_DEVICE="cpu")
+    site = make_site(
+        TINYRAG_CLIP_MODEL=str(tiny_clip_dir), TINYRAG_TEXT_MODEL="", TINYRAG_DEVICE="cpu"
+    )
     site.env["TINYRAG_ENV_FILE"] = ""
     site.run("migrate", "--no-input", "-v", "0")
     server, log, url = run_devserver(site)
     try:
-        wait_for(lambda: "warm-up: done" in log.read_text(), "the warm-up", timeout=180)
-        with urllib.request.urlopen(f"{url}/healthz", timeout=30) as response:
+        wait_for(lambda: "Starting development server" in log.read_text(), "the port", 120)
+        with urllib.request.urlopen(f"{url}/healthz", timeout=180) as response:
             assert response.status == 200
+        wait_for(lambda: '"GET /healthz' in log.read_text(), "the request's log line")
     finally:
         server.terminate()
         server.wait(timeout=30)
     text = log.read_text()
-    assert "warm-up: loading the index and the models in the background" in text
-    assert f"Loaded ClipEmbedder('{tiny_clip_dir}'" in text
-    assert text.index("Starting development server") < text.index("warm-up: loading")
+    order = [
+        text.index("Starting development server"),
+        text.index("warm-up: loading the index, image model, query path, URL map before the "
+                   "first request"),
+        text.index(f"Loaded ClipEmbedder('{tiny_clip_dir}'"),
+        text.index("warm-up: finished in "),
+        text.index('"GET /healthz'),
+    ]  # fmt: skip
+    assert order == sorted(order), text
+    assert "but not ready: index, query path" in text
 
 
 def test_the_development_server_can_skip_the_warm_up(make_site, tiny_clip_dir):

@@ -155,8 +155,56 @@ def test_warm_up_survives_an_unexpected_error_and_beats_between_steps(
 
     monkeypatch.setattr(registry, "get_multilingual_embedder", broken)
     beats = []
-    warm_up(between=lambda: beats.append(1))
-    assert len(beats) == 3  # after each of index, image model, text model
+    assert warm_up(between=lambda: beats.append(1)) == ["text model"]
+    assert len(beats) == 5  # after each of index, image model, text model, query path, URL map
     failed = [r for r in caplog.records if r.getMessage() == "warm-up: text model failed"]
     assert failed
     assert failed[0].exc_info is not None
+
+
+def test_the_web_tier_warms_the_search_path_and_the_worker_its_tasks_models(
+    clip_settings, vlm_settings
+):
+    from search.ops.health import warm_up_steps
+
+    assert list(warm_up_steps()) == ["index", "image model", "query path", "URL map"]
+    assert list(warm_up_steps(web=False, describer=True)) == [
+        "index",
+        "image model",
+        "description model",
+    ]
+    vlm_settings.TINYRAG_VLM_BACKEND = "openai"  # served elsewhere: nothing to load here
+    assert list(warm_up_steps(web=False, describer=True)) == ["index", "image model"]
+
+
+def test_warm_up_and_say_names_what_it_loads_then_says_ready(search_index):
+    from search.ml.registry import get_clip_embedder, registry
+    from search.ops.health import warm_up_and_say
+
+    clear_index_services()
+    registry.clear()
+    said = []
+    assert warm_up_and_say(said.append, before="the first request") == []
+    assert said[0] == (
+        "warm-up: loading the index, image model, query path, URL map before the first request"
+    )
+    assert said[1].startswith("warm-up: ready in ")
+    assert said[1].endswith(" s")
+    assert len(said) == 2
+    assert get_clip_embedder().loaded
+    assert get_index_service()._loaded is not None
+
+
+def test_warm_up_and_say_names_what_is_not_ready(clip_settings, tmp_path, caplog):
+    from search.ops.health import warm_up_and_say
+
+    clip_settings.TINYRAG_INDEX_DIR = tmp_path  # no index here; CLIP loads regardless
+    clear_index_services()
+    said = []
+    failed = warm_up_and_say(said.append, before="the first task", web=False)
+    assert failed == ["index"]
+    assert said[0] == "warm-up: loading the index, image model before the first task"
+    assert said[1].startswith("warm-up: finished in ")
+    assert said[1].endswith(
+        "s, but not ready: index (see the messages above; each is tried again when first used)"
+    )

@@ -1,7 +1,15 @@
 """`manage.py db_worker`: django-tasks-db's worker, made to outlive a locked or briefly
-unavailable database.
+unavailable database, which loads the models its tasks use before it takes the first one.
 
     manage.py db_worker --no-reload            # as documented by django-tasks-db, same options
+    manage.py db_worker --no-warm-up           # models load on first use (TINYRAG_WARM_UP=0 too)
+
+Warm-up: CLIP and the published index (an evaluation's searches, its descriptions' retrieved
+context), and the description model when it runs in this process (TINYRAG_VLM_BACKEND=
+transformers), so the first description does not wait seconds for Qwen2-VL to load; the output
+says when it starts and "ready in X s" when done. A model that cannot be loaded is reported and
+the worker starts regardless (its tasks then fail with the same clear error). A --batch run
+(until the queue is empty) warms nothing unless asked: it loads what its tasks use anyway.
 
 The library's loop gives up at the first database error it does not expect: a SQLite file
 locked longer than the busy timeout (its `BEGIN EXCLUSIVE` sits outside its own "is locked"
@@ -20,11 +28,14 @@ import contextlib
 import logging
 import os
 import time
+from argparse import BooleanOptionalAction
 
 from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands import db_worker
+
+from search.ops.health import warm_up_and_say
 
 logger = logging.getLogger("search.ops.worker")
 
@@ -80,8 +91,19 @@ class ResilientWorker(db_worker.Worker):
 class Command(db_worker.Command):
     help = (
         "Run a database background worker (django-tasks-db's), retrying with back-off when "
-        "the database is locked or unavailable instead of exiting."
+        "the database is locked or unavailable instead of exiting; loads the models its "
+        "tasks use before the first one."
     )
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--warm-up",
+            action=BooleanOptionalAction,
+            default=None,
+            help="Load CLIP, the index and a local description model before the first task "
+            "(default: on, except with --batch; TINYRAG_WARM_UP=0 turns it off).",
+        )
 
     def handle(
         self,
@@ -96,9 +118,11 @@ class Command(db_worker.Command):
         max_tasks: int | None,
         worker_id: str,
         exclude_queues: str,
+        warm_up: bool | None,
         **options,
     ) -> None:
-        # django-tasks-db 0.13's handle(), building a ResilientWorker instead of its Worker.
+        # django-tasks-db 0.13's handle(), building a ResilientWorker instead of its Worker,
+        # and warming up in the process that runs the tasks.
         self.configure_logging(verbosity)
         if reload and batch:
             logger.warning("--reload and --batch cannot be specified together; not reloading.")
@@ -117,10 +141,27 @@ class Command(db_worker.Command):
             worker_id=worker_id,
             excluded_queue_names=excluded_queue_names,
         )
+        if warm_up is None:
+            warm_up = not batch and os.environ.get("TINYRAG_WARM_UP", "1") != "0"
+
+        def run() -> None:
+            if warm_up:
+                say = self._say if verbosity else _silent
+                warm_up_and_say(say, before="the first task", web=False, describer=True)
+            worker.run()
+
         if reload:
             if os.environ.get(DJANGO_AUTORELOAD_ENV) == "true":
                 worker.configure_signals()  # only the reloaded child handles signals
-            run_with_reloader(worker.run)
+            run_with_reloader(run)
         else:
             worker.configure_signals()
-            worker.run()
+            run()
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()  # seen at once, also when the output is a file or a pipe
+
+
+def _silent(line: str) -> None:
+    """verbosity 0: the warm-up's lines are not printed (its warnings are still logged)."""

@@ -1,11 +1,13 @@
 """`manage.py runserver`: Django's development server (with staticfiles' handler), which loads
-the index and the models in the background once it listens, as gunicorn workers do before
-they serve (deploy/gunicorn.conf.py): the first search does not wait seconds for CLIP.
+the index and the models before it serves its first request, as gunicorn workers do
+(deploy/gunicorn.conf.py): the first search does not wait seconds for CLIP.
 
     manage.py runserver                      # warms up (TINYRAG_WARM_UP=0 or --no-warm-up: not)
 
-Only the process that serves warms up: under the autoreloader that is the child, again after
-each reload.
+The warm-up runs once the port is bound and before requests are accepted: a browser that
+connects meanwhile waits in the listen queue instead of being refused, and is answered as soon
+as the output says "warm-up: ready". Only the process that serves warms up: under the
+autoreloader that is the child, again after each reload.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from argparse import BooleanOptionalAction
 
 from django.contrib.staticfiles.management.commands import runserver
 
-from search.ops.health import warm_up_in_background
+from search.ops.health import warm_up_and_say
 
 
 class Command(runserver.Command):
     help = (
-        "Start the development server (static files served too) and load the index and the "
-        "models in the background, so the first search does not wait for them."
+        "Start the development server (static files served too), loading the index and the "
+        "models before the first request, so the first search does not wait for them."
     )
 
     def add_arguments(self, parser):
@@ -30,7 +32,7 @@ class Command(runserver.Command):
             "--warm-up",
             action=BooleanOptionalAction,
             default=os.environ.get("TINYRAG_WARM_UP", "1") != "0",
-            help="Load the index and the models in the background once listening "
+            help="Load the index and the models before serving the first request "
             "(default: on; TINYRAG_WARM_UP=0 turns it off, as for gunicorn).",
         )
 
@@ -39,6 +41,11 @@ class Command(runserver.Command):
         return super().inner_run(*args, **options)
 
     def on_bind(self, server_port):
+        """Django's run() calls this once the socket listens and before serve_forever()."""
         super().on_bind(server_port)
         if self._warm_up:
-            warm_up_in_background()
+            warm_up_and_say(self._say, before="the first request")
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()  # seen at once, also when the output is a file or a pipe
