@@ -83,9 +83,13 @@ def embedding_like(n: int, dim: int, *, classes: int = 200, latent: int = 32, se
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
-    """One `Image` row per vector (200 classes) and a published flat index named "bench"
-    over `vectors`, keyed by those rows. Needs `setup_django` first."""
+def publish_world(
+    vectors: np.ndarray, workdir: Path, *, model_id: str, index_type: str = "auto"
+) -> None:
+    """One `Image` row per vector (200 classes) and a published index named "bench" over
+    `vectors`, keyed by those rows: of `index_type`, by default `auto` as build_index chooses
+    it (HNSW at 100k embedding-like vectors, where its measured recall@10 is high enough).
+    Needs `setup_django` first."""
     from search.catalog.models import Dataset, Image, ImageClass
     from search.index import service as fi
 
@@ -111,8 +115,9 @@ def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
         batch_size=5000,
     )
     ids = np.array(Image.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
-    index, params = fi.build_faiss_index(vectors, ids, fi.IndexType.FLAT)
+    index, params = fi.build_faiss_index(vectors, ids, fi.IndexType(index_type))
     kind = params.pop("type")
+    recall_at_10, recall_queries = params.pop("recall_at_10", None), params.pop("recall_queries", 0)
     manifest = fi.IndexManifest(
         name="bench",
         model_id=model_id,
@@ -123,6 +128,8 @@ def publish_world(vectors: np.ndarray, workdir: Path, *, model_id: str) -> None:
         dataset="bench",
         splits=["train"],
         created_at=fi.now_iso(),
+        recall_at_10=recall_at_10,
+        recall_queries=recall_queries,
     )
     staged = fi.builds_dir(workdir / "vector_db") / "bench-1"
     fi.write_index_folder(staged, index, vectors, ids, manifest)
