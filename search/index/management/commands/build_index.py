@@ -118,7 +118,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Published index {manifest.name!r}: {manifest.count:,} vectors of dim "
-                    f"{manifest.dim} ({index_choice(manifest)}), {manifest.images_per_second} img/s, "
-                    f"{manifest.build_seconds} s."
+                    f"{manifest.dim} ({index_choice(manifest)}), "
+                    f"{manifest.images_per_second} img/s, {manifest.build_seconds} s."
                 )
             )
