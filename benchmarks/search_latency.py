@@ -140,6 +140,7 @@ def bench_faiss(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, hard:
 EF_SEARCHES = (32, 64, 128, 256, 512, 1024)  # build_index's default is 64; auto tries up to 1024
 PLOTTED_EF_SEARCHES = (64, 256, 1024)
 MIN_RECALL = 0.99  # TINYRAG_HNSW_MIN_RECALL's default
+MIN_VECTORS = 20_000  # TINYRAG_HNSW_MIN_VECTORS's default: up to this, auto is exact unmeasured
 EXACT_READ_BUDGET = 10_000_000  # vectors read by the timed exact queries of one size: ~40 s
 
 
@@ -220,7 +221,7 @@ def cost_at(n: int, queries: np.ndarray, scratch: Path) -> dict:
         "recall_at_10": params["recall_at_10"],
         "n": params["recall_queries"],
         "efSearch": params["efSearch"],
-        "auto": "hnsw" if params["recall_at_10"] >= MIN_RECALL else "flat",
+        "auto": "hnsw" if n > MIN_VECTORS and params["recall_at_10"] >= MIN_RECALL else "flat",
     }
     inner = faiss.downcast_index(hnsw.index)
     row["hnsw"] = {}

@@ -108,11 +108,13 @@ def _search_rows(rows: Sequence[SearchRow]) -> list[list[tuple[int, float]]]:
 def _search_group(row: SearchRow) -> tuple:
     """Rows with the same key get, searched together, what each gets alone. An exact or IVF
     index's top k is a prefix of its top k + n; HNSW's breadth grows with k past efSearch
-    (FAISS searches max(efSearch, k) candidates), so there k joins the key."""
-    manifest = row.index.manifest
-    if manifest.index_type != IndexType.HNSW:
+    (FAISS searches max(efSearch, k) candidates), so there k joins the key. An exact service
+    searches an HNSW index as a flat one (`searched_as`)."""
+    loaded = row.index.get()
+    if loaded.searched_as != IndexType.HNSW:
         return (id(row.index),)
-    breadth = max(row.k + len(row.exclude_ids), int(manifest.index_params.get("efSearch", 0)))
+    ef_search = int(loaded.manifest.index_params.get("efSearch", 0))
+    breadth = max(row.k + len(row.exclude_ids), ef_search)
     return (id(row.index), breadth)
 
 
