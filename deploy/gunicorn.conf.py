@@ -26,6 +26,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def post_worker_init(worker):
     """Load the index and the models before the first request, not during it; the log says
     when it starts and when the worker is ready."""
+    from search.ml.device import configure_cpu_threads
+
+    # the workers share the machine's cores: each takes its share of torch threads
+    configure_cpu_threads(processes=workers)
     if os.environ.get("TINYRAG_WARM_UP", "1") != "0":
         from django.db import connections
 

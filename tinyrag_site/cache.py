@@ -12,6 +12,11 @@ Django's `add()` also counts the whole table (`SELECT COUNT(*)`) on every call t
 culling: with a counter or two per request, that is a scan per request once the table is
 large. Here `add()` is one INSERT (an expired entry of the key deleted first), and expired
 entries are deleted in bulk now and then instead.
+
+`count_up(entries)` is add-then-incr for several counters in one transaction: a search
+counts the API rate and the search rate, and with add() and incr() that was four write
+transactions per request, each one a turn of SQLite's single write lock (taken in turn with
+every worker's history writes).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import pickle
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -65,9 +71,63 @@ class DatabaseCache(DjangoDatabaseCache):
                     )
             except IntegrityError:  # the key is there and has not expired
                 return False
-            if random.random() < 1 / PURGE_EVERY:  # noqa: S311 -- a sampling rate, not a secret
-                cursor.execute(f"DELETE FROM {table} WHERE {expires} < %s", [current])
+            self._purge_now_and_then(cursor, connection, current)
         return True
+
+    def count_up(self, entries: Sequence[tuple[str, int]], version=None) -> list[int]:
+        """Add 1 to each (key, timeout) counter, made at 0 with that timeout when absent or
+        expired, all in one transaction; the new values, in the order given. What add(key, 0,
+        timeout) then incr(key) do for each, atomically, as incr() is (the row locked)."""
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote_name = connection.ops.quote_name
+        table, cache_key, value, expires = (
+            quote_name(name) for name in (self._table, "cache_key", "value", "expires")
+        )
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        current = connection.ops.adapt_datetimefield_value(now().replace(microsecond=0))
+        zero = base64.b64encode(pickle.dumps(0, self.pickle_protocol)).decode("latin1")
+        keys = [self.make_and_validate_key(key, version=version) for key, _ in entries]
+        counts: dict[str, int] = {}
+        result = [0] * len(entries)
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            # in key order: two transactions locking the same rows lock them in the same order
+            for n in sorted(range(len(entries)), key=keys.__getitem__):
+                key = keys[n]
+                if key not in counts:
+                    expiry = datetime.fromtimestamp(
+                        self.get_backend_timeout(entries[n][1]), tz=UTC
+                    ).replace(microsecond=0)
+                    # made at 0, or back to 0 with a new expiry where it has expired
+                    cursor.execute(
+                        f"INSERT INTO {table} ({cache_key}, {value}, {expires}) "
+                        f"VALUES (%s, %s, %s) ON CONFLICT ({cache_key}) DO UPDATE SET "
+                        f"{value} = EXCLUDED.{value}, {expires} = EXCLUDED.{expires} "
+                        f"WHERE {table}.{expires} < %s",
+                        [key, zero, connection.ops.adapt_datetimefield_value(expiry), current],
+                    )
+                    cursor.execute(
+                        f"SELECT {value} FROM {table} WHERE {cache_key} = %s{lock}", [key]
+                    )
+                    raw = connection.ops.process_clob(cursor.fetchone()[0])
+                    counts[key] = pickle.loads(base64.b64decode(raw.encode()))
+                counts[key] += 1  # a key given twice is counted twice
+                result[n] = counts[key]
+            for key, number in counts.items():
+                encoded = base64.b64encode(pickle.dumps(number, self.pickle_protocol))
+                cursor.execute(
+                    f"UPDATE {table} SET {value} = %s WHERE {cache_key} = %s",
+                    [encoded.decode("latin1"), key],
+                )
+            self._purge_now_and_then(cursor, connection, current)
+        return result
+
+    def _purge_now_and_then(self, cursor, connection, current) -> None:
+        """Now and then (1 call in PURGE_EVERY), every expired entry goes."""
+        if random.random() < 1 / PURGE_EVERY:  # noqa: S311 -- a sampling rate, not a secret
+            quote_name = connection.ops.quote_name
+            table, expires = quote_name(self._table), quote_name("expires")
+            cursor.execute(f"DELETE FROM {table} WHERE {expires} < %s", [current])
 
     def incr(self, key, delta=1, version=None):
         key = self.make_and_validate_key(key, version=version)

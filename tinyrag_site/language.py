@@ -12,6 +12,7 @@ How a request's language is chosen (https://docs.djangoproject.com/en/5.2/topics
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
@@ -101,7 +102,9 @@ class UserLanguageMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return response
-        if user.pk != user_before:  # this request logged in: its choice from now on
+        if user.pk != user_before and _session_user(request) == user.pk:
+            # this request logged in: its choice from now on (an API token authenticates
+            # one request, within the view: no login, nothing to read)
             language = saved_language(user)
         cookie = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
         if (
@@ -111,3 +114,12 @@ class UserLanguageMiddleware:
         ):
             set_language_cookie(response, language)
         return response
+
+
+def _session_user(request: HttpRequest):
+    """The primary key of the user this request's session is logged in as (None: none).
+    Reads no session row when the request came without a session cookie."""
+    session = getattr(request, "session", None)
+    if session is None or SESSION_KEY not in session:
+        return None
+    return request.user._meta.pk.to_python(session[SESSION_KEY])

@@ -22,7 +22,7 @@ from search.queries.api import own_query
 from search.web import PK_MAX
 from search.web.api import RESPONSE_HEADERS, ApiAuthMixin, ModelNameField, errors, object_id
 from search.web.parsers import SafeJSONParser
-from tinyrag_site.throttling import ApiRateThrottle, DescribeRateThrottle
+from tinyrag_site.throttling import ApiDescribeRateThrottle
 
 
 @extend_schema_serializer(component_name="Description")
@@ -84,7 +84,7 @@ DESCRIPTION_ID = object_id("id", "One of your descriptions.")
 
 
 class DescriptionCreateApi(ApiAuthMixin, APIView):
-    throttle_classes = [ApiRateThrottle, DescribeRateThrottle]
+    throttle_classes = [ApiDescribeRateThrottle]  # the API rate and the describe rate
     parser_classes = [SafeJSONParser]
 
     @extend_schema_serializer(component_name="DescriptionRequest")

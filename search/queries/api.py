@@ -33,7 +33,7 @@ from search.web.api import (
     object_id,
 )
 from search.web.parsers import SafeJSONParser
-from tinyrag_site.throttling import ApiRateThrottle, SearchRateThrottle
+from tinyrag_site.throttling import ApiSearchRateThrottle
 
 ROUTES = [route.value for route in Route]
 QUERY_LANGUAGES = accepted_languages()
@@ -135,7 +135,7 @@ def render_query(request, query: SearchQuery) -> dict:
     return QueryWithResultsSerializer(query, context={"request": request}).data
 
 
-SEARCH_THROTTLES = [ApiRateThrottle, SearchRateThrottle]
+SEARCH_THROTTLES = [ApiSearchRateThrottle]  # the API rate and the search rate
 
 
 def top_k_field() -> serializers.IntegerField:

@@ -157,6 +157,24 @@ def test_requests_over_the_rate_are_throttled_per_user(api, other_api, api_rate)
     assert other_api.get(f"{API}/queries/").status_code == 200
 
 
+@pytest.mark.parametrize("tight", ["TINYRAG_API_RATE", "TINYRAG_SEARCH_RATE"])
+def test_an_api_search_counts_against_the_api_rate_and_the_search_rate(api, settings, tight):
+    settings.TINYRAG_API_RATE = settings.TINYRAG_SEARCH_RATE = "100/minute"
+    setattr(settings, tight, "2/minute")
+    # counted before the search runs (here none can: there is no index, a 503)
+    statuses = [search_text(api, text="a cat").status_code for _ in range(3)]
+    assert 429 not in statuses[:2]
+    assert statuses[2] == 429
+
+
+def test_api_searches_spend_the_same_api_rate_as_other_api_requests(api, settings):
+    settings.TINYRAG_API_RATE, settings.TINYRAG_SEARCH_RATE = "3/minute", "100/minute"
+    assert search_text(api, text="a cat").status_code != 429
+    assert search_text(api, text="a dog").status_code != 429
+    assert api.get(f"{API}/queries/").status_code == 200
+    error_of(api.get(f"{API}/queries/"), 429, "throttled")
+
+
 # --- text search --------------------------------------------------------------------------
 
 

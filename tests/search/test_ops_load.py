@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -173,3 +176,23 @@ def test_a_cluster_is_stopped_and_removed_when_the_run_fails():
     assert seen["serving"]
     assert not seen["folder"].exists()
     assert not accepts_connections(seen["port"])
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_gunicorn_workers_each_take_their_share_of_torch_threads(processes):
+    """deploy/gunicorn.conf.py gives configure_cpu_threads its worker count: each worker's
+    torch gets the usable CPUs divided among the workers (at least one), in a fresh process
+    as a worker is (the first call decides, and OMP_NUM_THREADS would win)."""
+    code = (
+        "import torch; default = torch.get_num_threads(); "
+        "from search.ml.device import configure_cpu_threads, usable_cpu_count; "
+        f"got = configure_cpu_threads(processes={processes}); "
+        "print(default, usable_cpu_count(), got, torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    default, usable, got, now = map(int, out.split())
+    wanted = min(default, max(1, usable // processes))
+    assert got == now == wanted

@@ -460,6 +460,23 @@ def test_a_signed_in_users_choice_is_kept_with_the_account_and_wins_everywhere(
     assert html_lang(other.get(reverse("login"), HTTP_ACCEPT_LANGUAGE="en-US")) == "id"
 
 
+def test_an_api_token_request_reads_no_saved_language_and_sets_no_cookie(user):
+    """A token authenticates one API request inside the view: it is no login, so the
+    middleware neither reads the account's language after it nor sends the cookie."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.authtoken.models import Token
+
+    AccountPreferences.objects.create(user=user, language="id")
+    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/v1/queries/")
+    assert response.status_code == 200
+    assert settings.LANGUAGE_COOKIE_NAME not in response.cookies
+    read = [q["sql"] for q in queries.captured_queries if "accountpreferences" in q["sql"]]
+    assert read == []
+
+
 def test_switching_back_to_english_is_kept_too(auth_client, user):
     AccountPreferences.objects.create(user=user, language="id")
     assert html_lang(auth_client.get("/history/")) == "id"

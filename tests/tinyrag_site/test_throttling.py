@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tinyrag_site.settings import cache_from_url
-from tinyrag_site.throttling import Rate, count
+from tinyrag_site.throttling import Rate, count, count_all, uncount
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_state")]
 
@@ -65,6 +65,36 @@ def test_counts_go_up_within_a_window_and_name_its_end():
     assert (first.count, second.count) == (1, 2)
     assert 0 < second.retry_after <= 3600
     assert count("test:other", 3600).count == 1  # names do not share counts
+
+
+def test_count_all_counts_each_name_in_one_transaction_with_the_counters_of_count():
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        windows = count_all([("test:a", 60), ("test:b", 3600), ("test:a", 60)])
+    assert [w.count for w in windows] == [1, 1, 2]  # a name given twice counts twice
+    # the test runs in a transaction: the count's own transaction is one savepoint
+    opened = [q for q in queries.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    assert len(opened) == 1
+    assert [w.count for w in count_all([("test:b", 3600), ("test:a", 60)])] == [2, 3]
+    assert count("test:a", 60).count == 4  # the same counters as count()
+    uncount("test:a", 60)
+    assert count_all([("test:a", 60)])[0].count == 4
+    assert 0 < windows[0].retry_after <= 60
+    assert 0 < windows[1].retry_after <= 3600
+
+
+def test_count_all_starts_an_expired_counter_again_with_a_new_expiry():
+    count_all([("test:a", 3600), ("test:a", 3600)])
+    with connection.cursor() as cursor:  # its hour passes (the window's key is unchanged)
+        cursor.execute(
+            "UPDATE tinyrag_cache SET expires = %s", [timezone.now() - timedelta(seconds=1)]
+        )
+    assert [w.count for w in count_all([("test:a", 3600)])] == [1]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT expires FROM tinyrag_cache")
+        (raw,) = cursor.fetchone()
+    assert cache._expires(raw, connection) > timezone.now()
 
 
 def expiry(key: str):
