@@ -360,16 +360,18 @@ def cost_curves(sizes: list[int], queries: int, plot: Path, json_path: Path | No
 def bench_service(queries: int) -> None:
     from django.contrib.auth import get_user_model
 
+    from search.index.service import get_index_service
     from search.queries.services import text_search
 
     user = get_user_model().objects.create_user("bench", password="bench-password-123")
     text_search(user=user, text="warm up", top_k=10)  # loads CLIP and the index
+    kind = get_index_service().manifest.index_type  # as published: auto chooses by recall
     times = []
     for i in range(queries):
         t = time.perf_counter()
         text_search(user=user, text=WORDS[i % len(WORDS)] + f" {i}", top_k=10)
         times.append(time.perf_counter() - t)
-    print(f"(b) text_search service (CLIP text + FAISS flat + DB), k=10: {summary(times)}")
+    print(f"(b) text_search service (CLIP text + FAISS {kind} + DB), k=10: {summary(times)}")
 
 
 def bench_api(env: dict, requests: int, clients: int) -> None:

@@ -26,12 +26,15 @@ from search.catalog.models import Dataset, Image
 from search.errors import ApplicationError
 from search.index import service as index_service
 from search.index.service import IndexManifest, IndexType
-from search.ml.batches import ImageFile, pixel_batches
+from search.ml.batches import (
+    COMPILE_MIN_IMAGES,
+    ImageFile,
+    default_decode_workers,
+    pixel_batches,
+)
 from search.ml.registry import get_clip_embedder
 
 SHARD_TARGET = 2048  # images per shard: ~30 s of CPU work, so a crash loses little
-# torch.compile costs 12-35 s once and then embeds ~1.2-1.4x faster: worth it from here on.
-COMPILE_MIN_IMAGES = 20_000
 
 
 class BuildError(ApplicationError):
@@ -47,7 +50,7 @@ class BuildOptions:
     splits: tuple[str, ...] = ("train",)
     index_type: IndexType = IndexType.AUTO
     batch_size: int = 64
-    workers: int = 2
+    workers: int = field(default_factory=default_decode_workers)  # decode processes
     limit_per_class: int | None = None
     restart: bool = False
     compile: bool | None = None  # torch.compile the image tower; None: if COMPILE_MIN_IMAGES

@@ -16,7 +16,8 @@ from search.errors import ApplicationError
 from search.index.build import COMPILE_MIN_IMAGES, SHARD_TARGET, BuildOptions, build_index
 from search.index.selectors import index_choice
 from search.index.service import IndexType
-from search.ops.progress import DEFAULT_WORKERS, progress_factory
+from search.ml.batches import default_decode_workers
+from search.ops.progress import progress_factory
 
 
 class Command(BaseCommand):
@@ -53,8 +54,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=DEFAULT_WORKERS,
-            help="DataLoader processes decoding images (default: up to 4).",
+            default=default_decode_workers(),
+            help="DataLoader processes decoding and resizing images while the model runs "
+            "(default: half the usable CPUs, at most 4; 0 decodes in the model's process).",
         )
         parser.add_argument(
             "--limit-per-class",
