@@ -21,7 +21,7 @@ from search.catalog.models import Image, ImageClass
 from search.descriptions.rag import build_prompt
 from search.ml.registry import get_clip_embedder
 from search.queries.models import SearchQuery
-from tests.evaluation.conftest import INDEX_NAME, build, evaluate
+from tests.evaluation.conftest import INDEX_NAME, PERFECT, build, evaluate
 
 pytestmark = pytest.mark.django_db
 
@@ -38,20 +38,7 @@ def test_image_retrieval_is_perfect_on_solid_colours(solid_index):
     run = only_run()
     assert (run.status, run.error, run.warnings) == ("done", "", [])
     assert run.sample_size == CLASSES * VAL
-    # 5 identical train images per class: the top 5 are all hits, the top 10 half
-    assert run.metrics == {
-        "image": {
-            "queries": 12,
-            "recall@1": 1.0,
-            "precision@1": 1.0,
-            "recall@5": 1.0,
-            "precision@5": 1.0,
-            "recall@10": 1.0,
-            "precision@10": 0.5,
-            "mrr": 1.0,
-            "self_excluded": 0,
-        }
-    }
+    assert run.metrics == {"image": PERFECT}
     rows = run.per_class["image"]
     assert [r["wnid"] for r in rows] == sorted(ImageClass.objects.values_list("wnid", flat=True))
     assert all((r["queries"], r["recall@1"], r["failures"]) == (3, 1.0, []) for r in rows)

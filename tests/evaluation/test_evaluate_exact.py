@@ -16,21 +16,9 @@ from evaluation.config import EvaluationConfig, EvaluationError
 from evaluation.models import EvaluationRun
 from search.catalog.models import Image, ImageClass
 from search.index import service as fi
-from tests.evaluation.conftest import INDEX_NAME, evaluate
+from tests.evaluation.conftest import INDEX_NAME, PERFECT, evaluate
 
 pytestmark = pytest.mark.django_db
-
-PERFECT = {  # 4 classes x 3 val queries, 5 identical train images per class (by hand)
-    "queries": 12,
-    "recall@1": 1.0,
-    "precision@1": 1.0,
-    "recall@5": 1.0,
-    "precision@5": 1.0,
-    "recall@10": 1.0,
-    "precision@10": 0.5,
-    "mrr": 1.0,
-    "self_excluded": 0,
-}
 
 
 @pytest.fixture
