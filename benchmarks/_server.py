@@ -116,20 +116,15 @@ def publish_world(
     )
     ids = np.array(Image.objects.order_by("id").values_list("id", flat=True), dtype=np.int64)
     index, params = fi.build_faiss_index(vectors, ids, fi.IndexType(index_type))
-    kind = params.pop("type")
-    recall_at_10, recall_queries = params.pop("recall_at_10", None), params.pop("recall_queries", 0)
     manifest = fi.IndexManifest(
         name="bench",
         model_id=model_id,
         dim=vectors.shape[1],
-        index_type=kind,
-        index_params=params,
+        **fi.manifest_fields(params),
         count=n,
         dataset="bench",
         splits=["train"],
         created_at=fi.now_iso(),
-        recall_at_10=recall_at_10,
-        recall_queries=recall_queries,
     )
     staged = fi.builds_dir(workdir / "vector_db") / "bench-1"
     fi.write_index_folder(staged, index, vectors, ids, manifest)

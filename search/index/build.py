@@ -258,14 +258,11 @@ def build_index(
     index, params = index_service.build_faiss_index(
         vectors, ids, options.index_type, options.index_params
     )
-    index_type = params.pop("type")
-    recall_at_10, recall_queries = params.pop("recall_at_10", None), params.pop("recall_queries", 0)
     manifest = IndexManifest(
         name=options.name,
         model_id=embedder.model_id,
         dim=embedder.dim,
-        index_type=index_type,
-        index_params=params,
+        **index_service.manifest_fields(params),
         count=int(index.ntotal),
         dataset=dataset.name,
         splits=list(options.splits),
@@ -274,8 +271,6 @@ def build_index(
         images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
         skipped=skipped,
         limit_per_class=options.limit_per_class,
-        recall_at_10=recall_at_10,
-        recall_queries=recall_queries,
     )
     staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     index_service.write_index_folder(staged, index, vectors, ids, manifest)

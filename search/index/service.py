@@ -235,6 +235,19 @@ def build_faiss_index(
     return index, {"type": str(index_type), **params}
 
 
+def manifest_fields(built: dict) -> dict:
+    """What build_faiss_index says it built, as IndexManifest's fields: `index_type`, the
+    measured `recall_at_10` and `recall_queries` (None and 0 where none was measured), and
+    the rest as `index_params`. `built` itself is left as it is."""
+    params = dict(built)
+    return {
+        "index_type": params.pop("type"),
+        "recall_at_10": params.pop("recall_at_10", None),
+        "recall_queries": params.pop("recall_queries", 0),
+        "index_params": params,
+    }
+
+
 def auto_ef_searches(count: int, m: int) -> tuple[int, ...]:
     """The efSearch values `auto` tries, smallest first: AUTO_EF_SEARCHES while a graph search
     would still compute under a quarter of the distances an exact search does (about efSearch

@@ -176,6 +176,12 @@ def describer_enabled() -> bool:
     return _vlm_backend() not in DISABLED_BACKENDS
 
 
+def describes_in_process() -> bool:
+    """Whether descriptions are written by a model this process loads (the transformers
+    backend), not by a served one; reads the settings only."""
+    return _vlm_backend() == "transformers"
+
+
 def get_describer() -> Describer | None:
     """The describer the settings ask for (not loaded yet); None when descriptions are off
     (`describer_enabled()` is false). VLMConfigurationError for an unknown backend.

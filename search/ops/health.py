@@ -115,7 +115,7 @@ def warm_up_steps(*, web: bool = True, describer: bool = False) -> dict[str, Cal
             steps["translation model"] = lambda: registry.get_translator().translate(["pemanasan"])
         steps["query path"] = _query_once
         steps["URL map"] = _map_the_urls
-    if describer and str(settings.TINYRAG_VLM_BACKEND).strip().lower() == "transformers":
+    if describer and registry.describes_in_process():
         steps["description model"] = lambda: registry.get_describer().load()
     return steps
 

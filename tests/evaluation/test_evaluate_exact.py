@@ -40,16 +40,7 @@ def misleading_hnsw(solid_index, clip_settings):
         vectors, np.array([wrong[i] for i in ids.tolist()]), fi.IndexType.HNSW
     )
     manifest = fi.read_manifest(clip_settings.TINYRAG_INDEX_DIR, INDEX_NAME)
-    params.pop("type")
-    manifest = fi.IndexManifest(
-        **{
-            **manifest.__dict__,
-            "index_type": "hnsw",
-            "recall_at_10": params.pop("recall_at_10"),
-            "recall_queries": params.pop("recall_queries"),
-            "index_params": params,
-        }
-    )
+    manifest = fi.IndexManifest(**{**manifest.__dict__, **fi.manifest_fields(params)})
     staged = fi.builds_dir(clip_settings.TINYRAG_INDEX_DIR) / "tiny-misleading"
     fi.write_index_folder(staged, graph, vectors, ids, manifest)
     fi.publish(staged, clip_settings.TINYRAG_INDEX_DIR, INDEX_NAME)

@@ -41,13 +41,13 @@ def numpy_top10(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np
 
 
 def publish(index_dir, vectors, ids, index, params) -> None:
-    kind = params.pop("type")
     manifest = IndexManifest(
-        name="idx", model_id="m", dim=vectors.shape[1], index_type=kind, index_params=params,
+        name="idx", model_id="m", dim=vectors.shape[1], **fi.manifest_fields(params),
         count=len(ids), dataset="d", splits=["train"], created_at=fi.now_iso(),
     )  # fmt: skip
-    fi.write_index_folder(fi.builds_dir(index_dir) / f"idx-{kind}", index, vectors, ids, manifest)
-    fi.publish(fi.builds_dir(index_dir) / f"idx-{kind}", index_dir, "idx")
+    staged = fi.builds_dir(index_dir) / f"idx-{manifest.index_type}"
+    fi.write_index_folder(staged, index, vectors, ids, manifest)
+    fi.publish(staged, index_dir, "idx")
 
 
 def test_auto_takes_hnsw_on_a_clustered_collection_above_the_minimum(settings):
