@@ -3,8 +3,9 @@
 import os
 
 bind = os.environ.get("TINYRAG_BIND", "0.0.0.0:8000")
-# Each worker process holds its own CLIP and FAISS index in memory (~0.6 GB with ViT-B/32 and
-# 100k vectors): size workers by memory, and use threads for concurrency within one.
+# Each worker process holds its own CLIP (~0.6 GB with ViT-B/32); the FAISS index is
+# memory-mapped, one copy in the page cache for all workers (benchmarks/index_memory.py):
+# size workers by memory, and use threads for concurrency within one.
 workers = int(os.environ.get("TINYRAG_WEB_WORKERS", "2"))
 threads = int(os.environ.get("TINYRAG_WEB_THREADS", "4"))
 worker_class = "gthread"

@@ -519,7 +519,7 @@ def load_index(index_dir: Path, name: str, *, exact: bool = False) -> LoadedInde
         index = exact_index(folder, name, manifest)
         return LoadedIndex(folder, manifest, index, FlatView.of(index), IndexType.FLAT.value)
     try:
-        index = faiss.read_index(str(folder / "index.faiss"))
+        index = faiss.read_index(str(folder / "index.faiss"), mapped_read_flags())
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0].replace(str(folder), name)
         raise IndexCorruptError(
@@ -533,6 +533,18 @@ def load_index(index_dir: Path, name: str, *, exact: bool = False) -> LoadedInde
         )
     _set_search_params(index, manifest)
     return LoadedIndex(folder, manifest, index, FlatView.of(index))
+
+
+def mapped_read_flags() -> int:
+    """faiss.read_index's flags that memory-map index.faiss rather than copy it: the flat
+    vectors, HNSW's storage and links, IVF-PQ's lists are then views of the file (faiss >= 1.11,
+    IO_FLAG_MMAP_IFC; older faiss: 0, a copy), so the gunicorn workers of one machine share one
+    copy in the page cache. Safe because a build folder is never written again once published;
+    the publish that removes it unlinks the files, and a live mapping outlives the unlink. What
+    stays per process: the ids (8 bytes a vector), IDMap2's reverse map, HNSW's levels."""
+    import faiss  # here, not at the top: the URLconf imports this module
+
+    return getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
 
 
 def exact_index(folder: Path, name: str, manifest: IndexManifest) -> faiss.Index:
@@ -651,11 +663,13 @@ class IndexService:
         else:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
             ef_search = loaded.manifest.index_params.get("efSearch", 64)  # as build chose it
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=max(want, ef_search))
-                if loaded.searched_as == IndexType.HNSW
-                else faiss.SearchParameters(sel=selector)
-            )
+            if loaded.searched_as == IndexType.HNSW:
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(want, ef_search))
+            elif loaded.searched_as == IndexType.IVFPQ:  # IVF refuses plain SearchParameters
+                nprobe = loaded.manifest.index_params.get("nprobe", 1)
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            else:
+                params = faiss.SearchParameters(sel=selector)
             scores, ids = loaded.index.search(queries, want, params=params)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
