@@ -3,7 +3,7 @@
     flock /tmp/cpu.lock .venv/bin/python benchmarks/index_memory.py [--sizes 100000,1000000]
                                                                     [--workers 2,4]
 
-For each size, a flat index over random unit vectors (dim 512) is published in a temporary
+For each size, a flat index over embedding-like unit vectors (dim 512) is published in a temporary
 folder (benchmarks/_server.py's publish_world), the site runs under gunicorn
 (deploy/gunicorn.conf.py, warm-up on: every worker loads the index and CLIP before it serves),
 and /proc/<pid>/smaps_rollup of each worker gives Rss, Pss, Private and Shared. The index is
@@ -24,21 +24,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._server import bench_environment, gunicorn, publish_world, setup_django  # noqa: E402
+from benchmarks._server import (  # noqa: E402
+    bench_environment,
+    embedding_like,
+    gunicorn,
+    publish_world,
+    setup_django,
+)
 
 DIM = 512  # CLIP ViT-B/32's embedding size
-
-
-def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -70,8 +68,7 @@ def gunicorn_master() -> int:
     return int(out.stdout.split()[0])
 
 
-def measure(n: int, workers: int, workdir: Path, clip_dir: Path) -> list[dict[str, int]]:
-    env = bench_environment(workdir, clip_dir)
+def measure(env: dict[str, str], workers: int) -> list[dict[str, int]]:
     with gunicorn(env, workers=workers):
         pids = worker_pids(gunicorn_master())
         return [rollup(pid) for pid in pids]
@@ -95,14 +92,16 @@ def main() -> int:
             )
             env = bench_environment(workdir, clip_dir)
             setup_django(env)
-            publish_world(unit_vectors(n, DIM), workdir, model_id=str(clip_dir), index_type="flat")
+            publish_world(
+                embedding_like(n, DIM), workdir, model_id=str(clip_dir), index_type="flat"
+            )
             from django.db import connections
 
             connections.close_all()
             folder = (workdir / "vector_db" / "bench").resolve()
             on_disk = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
             for workers in counts:
-                rows = measure(n, workers, workdir, clip_dir)
+                rows = measure(env, workers)
                 mean = {k: sum(r[k] for r in rows) // len(rows) for k in rows[0]}
                 print(
                     f"{n:>9,}  {workers:>7}  {on_disk:>10,.0f} MiB  "

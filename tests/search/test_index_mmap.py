@@ -23,6 +23,13 @@ def mapped_files() -> set[str]:
         return {parts[5].strip() for parts in fields if len(parts) == 6}
 
 
+def copied(tmp_path: Path, link: Path) -> faiss.Index:
+    """The published index read into memory (no flags), searched as the service searches."""
+    index = faiss.read_index(str(link / "index.faiss"))
+    fi._set_search_params(index, fi.read_manifest(tmp_path, "idx"))
+    return index
+
+
 def world(tmp_path: Path, index_type: IndexType, seed: int = 0):
     vectors = clustered(2000, 32, seed=seed)
     ids = np.arange(2000, dtype=np.int64) * 7 + 3  # ids, not row numbers
@@ -41,13 +48,12 @@ def test_a_published_index_is_mapped_from_its_file_not_copied(tmp_path, index_ty
 @pytest.mark.parametrize("index_type", TYPES)
 def test_the_mapped_index_answers_exactly_as_the_copied_one(tmp_path, index_type):
     link, vectors, ids = world(tmp_path, index_type)
-    copied = faiss.read_index(str(link / "index.faiss"))  # no flags: read into memory
-    fi._set_search_params(copied, fi.read_manifest(tmp_path, "idx"))
+    in_memory = copied(tmp_path, link)
     service = IndexService(tmp_path, "idx")
     queries = clustered(20, 32, seed=5)
     for rows in (queries[:1], queries):  # one query (the flat view's GEMV), a batch (FAISS)
         scores, found = service.search(rows, 10)
-        want_scores, want_ids = copied.search(rows, 10)
+        want_scores, want_ids = in_memory.search(rows, 10)
         np.testing.assert_array_equal(found, want_ids)
         np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
 
@@ -55,8 +61,7 @@ def test_the_mapped_index_answers_exactly_as_the_copied_one(tmp_path, index_type
 @pytest.mark.parametrize("index_type", [IndexType.FLAT, IndexType.HNSW])
 def test_a_filtered_search_of_the_mapped_index_answers_as_the_copied_one(tmp_path, index_type):
     link, vectors, ids = world(tmp_path, index_type)
-    copied = faiss.read_index(str(link / "index.faiss"))  # no flags: read into memory
-    fi._set_search_params(copied, fi.read_manifest(tmp_path, "idx"))
+    in_memory = copied(tmp_path, link)
     service = IndexService(tmp_path, "idx")
     queries = clustered(20, 32, seed=5)
     allowed = ids[::3]
@@ -67,7 +72,7 @@ def test_a_filtered_search_of_the_mapped_index_answers_as_the_copied_one(tmp_pat
         else faiss.SearchParameters(sel=selector)
     )
     scores, found = service.search(queries, 10, allowed_ids=allowed)
-    want_scores, want_ids = copied.search(queries, 10, params=params)
+    want_scores, want_ids = in_memory.search(queries, 10, params=params)
     np.testing.assert_array_equal(found, want_ids)
     np.testing.assert_array_equal(scores, want_scores)
     assert np.isin(found, allowed).all()
@@ -77,12 +82,11 @@ def test_a_filtered_ivfpq_search_keeps_the_best_allowed_of_the_probed_lists(tmp_
     """IVF-PQ takes its own search parameters (nprobe with the selector): the answer is the
     unfiltered search of the same lists, all of them ranked, with the others left out."""
     link, _, ids = world(tmp_path, IndexType.IVFPQ)
-    copied = faiss.read_index(str(link / "index.faiss"))
-    fi._set_search_params(copied, fi.read_manifest(tmp_path, "idx"))
+    in_memory = copied(tmp_path, link)
     queries = clustered(20, 32, seed=5)
     allowed = ids[::3]
     scores, found = IndexService(tmp_path, "idx").search(queries, 10, allowed_ids=allowed)
-    every_score, every_id = copied.search(queries, copied.ntotal)
+    every_score, every_id = in_memory.search(queries, in_memory.ntotal)
     for row in range(len(queries)):
         keep = np.isin(every_id[row], allowed)
         want = every_score[row][keep][:10]
