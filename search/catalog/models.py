@@ -119,6 +119,16 @@ class Image(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     mode = models.CharField(max_length=8, help_text="Pillow mode on disk: RGB, L, ...")
+    # What the file was when import_dataset last read it: a rescan re-reads a file only when
+    # its size or mtime moved, and build_index reuses embeddings by content_hash.
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes on disk at import.")
+    mtime_ns = models.BigIntegerField(default=0, help_text="st_mtime_ns at import.")
+    content_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="sha256 (hex) of the file's bytes; empty: not hashed yet.",
+    )
 
     class Meta:
         db_table = "search_image"  # the table it had in the search app

@@ -60,7 +60,7 @@ def test_rerun_adds_only_what_is_new(prepared_root, synthetic_tinyimagenet, caps
     call_command("import_dataset", "--root", str(prepared_root), "--workers", "0")
 
     out = capsys.readouterr().out
-    assert "0 classes added, 0 updated; 1 images added, 36 already there." in out
+    assert "0 classes added, 0 updated; 1 images added (0 renamed), 0 changed, 36 unchanged." in out
     assert "Imported in" in out
     assert set(Image.objects.values_list("id", flat=True)) > ids_before
     assert Image.objects.count() == synthetic_tinyimagenet.image_count + 1

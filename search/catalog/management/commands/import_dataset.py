@@ -1,8 +1,10 @@
 """Import a prepared collection's classes and images into the database; safe to run again.
 
-A rerun adds only what is new. Rows whose files have gone are reported, and removed only
-with --prune; class names (English and Indonesian) follow their sources. The work is
-search.catalog.datasets.importer.import_dataset.
+A rerun rescans: new files are added, changed ones (size or mtime moved, then other bytes by
+sha256) updated, and files that now fail to decode reported with their rows kept. Rows whose
+files have gone are reported, and removed only with --prune (with the users' search results
+and descriptions of those images); class names (English and Indonesian) follow their
+sources. The work is search.catalog.datasets.importer.import_dataset.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ class Command(BaseCommand):
             "(<class>/<image> or <split>/<class>/<image>).",
         )
         parser.add_argument(
-            "--prune", action="store_true", help="Delete rows whose image files no longer exist."
+            "--prune",
+            action="store_true",
+            help="Delete rows whose image files no longer exist, with the users' search "
+            "results and descriptions of those images.",
         )
         parser.add_argument(
             "--workers",
@@ -68,7 +73,8 @@ class Command(BaseCommand):
         out(
             f"Dataset {report.dataset.name}{' (new)' if report.created_dataset else ''}: "
             f"{report.classes_added} classes added, {report.classes_updated} updated; "
-            f"{report.images_added:,} images added, {report.images_unchanged:,} already there."
+            f"{report.images_added:,} images added ({report.images_renamed:,} renamed), "
+            f"{report.images_changed:,} changed, {report.images_unchanged:,} unchanged."
         )
         if report.stray:
             self.stderr.write(f"Ignored {report.stray} stray files (see check_dataset).")
@@ -80,5 +86,10 @@ class Command(BaseCommand):
             verb = "removed" if options["prune"] else "kept; --prune removes them"
             self.stderr.write(
                 f"{report.missing_on_disk:,} imported images are no longer on disk ({verb})."
+            )
+        if report.history_pruned:
+            self.stderr.write(
+                f"{report.history_pruned:,} search results and descriptions of users' history "
+                "went with them."
             )
         out(self.style.SUCCESS(f"Imported in {report.seconds:.1f} s."))
