@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
-from tests.fixtures.tinyimagenet import SyntheticTinyImageNet, build_tinyimagenet, write_zip
+from tests.fixtures.tinyimagenet import (
+    SyntheticTinyImageNet,
+    build_tinyimagenet,
+    jpeg_bytes,
+    write_zip,
+)
 
 pytest_plugins = [
     "tests.fixtures.http",
@@ -81,6 +89,43 @@ def prepared_root(tinyimagenet_zip, tmp_path):
     root = tmp_path / "tiny-imagenet-200"
     prepare(root, tinyimagenet_zip)
     return root
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection on disk, not imported yet: how import_dataset takes it, and one of its
+    class folders of train images (to add, change, move and delete files in)."""
+
+    name: str
+    root: Path
+    import_args: list[str]
+    folder: Path
+
+    def images(self) -> list[Path]:
+        """The class folder's image files, in order (TinyImageNet's also holds a boxes file)."""
+        return sorted(p for p in self.folder.iterdir() if p.suffix in {".JPEG", ".jpg"})
+
+    def path(self, file: Path) -> str:
+        """`file` as its Image row's path."""
+        return file.relative_to(self.root).as_posix()
+
+
+@pytest.fixture(params=["tinyimagenet", "imagefolder"])
+def collection(request, tmp_path) -> Collection:
+    """The synthetic TinyImageNet, prepared, and a small image folder (two formats, one test)."""
+    if request.param == "tinyimagenet":
+        root = request.getfixturevalue("prepared_root")
+        return Collection(
+            "tiny-imagenet-200", root, ["--root", str(root)], root / "train" / "n07749582"
+        )
+    root = tmp_path / "pets"
+    for split, cls, n in [("train", "tabby_cat", 4), ("train", "beagle", 3), ("val", "beagle", 2)]:
+        (root / split / cls).mkdir(parents=True)
+        for k in range(n):
+            rgb = (90, 40, 9) if cls == "tabby_cat" else (20, 60, 200)
+            (root / split / cls / f"{k}.jpg").write_bytes(jpeg_bytes(rgb, seed=k))
+    args = ["--root", str(root), "--format", "imagefolder", "--name", "pets"]
+    return Collection("pets", root, args, root / "train" / "tabby_cat")
 
 
 @pytest.fixture

@@ -5,6 +5,11 @@ this process. Embeddings are written in shards (`<index_dir>/.builds/<name>.part
 are computed; a rerun after a crash, Ctrl-C or kill -9 continues after the last complete shard.
 Only when every shard is done is the index built and published (atomically, see
 search/index/service.py).
+
+A build is incremental: an image whose file has the content hash (import_dataset's sha256) of
+one in the last published build of the same index, embedded by the same model with the same
+preprocessing and precision, takes that build's vector instead of being embedded again.
+Images no longer imported drop out, as they are not planned; `restart` embeds everything.
 """
 
 from __future__ import annotations
@@ -77,28 +82,103 @@ def resolve_dataset(name: str | None) -> Dataset:
     return datasets[0]
 
 
-def plan_images(dataset: Dataset, splits: tuple[str, ...], limit_per_class: int | None):
-    """The images to embed, in id order; at most `limit_per_class` per class and split."""
+@dataclass
+class Plan:
+    """The images an index holds, in id order, with their files' content hashes."""
+
+    files: list[ImageFile]
+    hashes: list[str]  # import_dataset's sha256 per file; "" where not hashed yet
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.fromiter((f.id for f in self.files), dtype=np.int64, count=len(self.files))
+
+
+def plan_images(dataset: Dataset, splits: tuple[str, ...], limit_per_class: int | None) -> Plan:
+    """The images to index, in id order; at most `limit_per_class` per class and split."""
     rows = (
         Image.objects.filter(dataset=dataset, split__in=splits)
         .order_by("id")
-        .values_list("id", "path", "image_class_id", "split")
+        .values_list("id", "path", "image_class_id", "split", "content_hash")
     )
     taken: dict[tuple, int] = {}
-    plan = []
+    plan = Plan([], [])
     root = Path(dataset.root)
-    for image_id, path, class_id, split in rows.iterator(chunk_size=5000):
+    for image_id, path, class_id, split, content_hash in rows.iterator(chunk_size=5000):
         if limit_per_class is not None:
             key = (class_id, split)
             if taken.get(key, 0) >= limit_per_class:
                 continue
             taken[key] = taken.get(key, 0) + 1
-        plan.append(ImageFile(image_id, str(root / path)))
+        plan.files.append(ImageFile(image_id, str(root / path)))
+        plan.hashes.append(content_hash)
     return plan
 
 
-def _fingerprint(options: BuildOptions, dataset: Dataset, model_id: str, plan) -> str:
-    ids = np.array([p.id for p in plan], dtype=np.int64)
+def embedding_recipe(embedder) -> str:
+    """What a vector depends on besides the file's bytes: preprocessing and weights' dtype
+    (the model id is recorded beside it). Equal recipes: a stored vector can be reused."""
+    recipe = f"{embedder.image_preprocessor().fingerprint}:{embedder.dtype}"
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Reuse:
+    """Vectors of the last published build that stand for planned images, and what is left."""
+
+    ids: np.ndarray  # int64 ids of planned images whose vector is taken over
+    vectors: np.ndarray  # (len(ids), dim) float32, row-aligned with ids
+    todo: list[ImageFile]  # the planned images to embed, in id order
+    source: str = ""  # the published build folder the vectors come from; "" for none
+
+    @classmethod
+    def none(cls, plan: Plan, dim: int) -> Reuse:
+        """Embed every planned image."""
+        return cls(np.empty(0, np.int64), np.empty((0, dim), np.float32), plan.files)
+
+
+def reusable_vectors(
+    index_dir: Path, name: str, plan: Plan, model_id: str, recipe: str, dim: int
+) -> Reuse:
+    """Match planned images to the last published build of `name` by content hash.
+
+    Nothing is reused unless that build was made by `model_id` with `recipe` and recorded
+    its hashes (builds before incremental ones did not); any unreadable part of it means
+    embedding everything, never a failed build."""
+    nothing = Reuse.none(plan, dim)
+    try:
+        manifest = index_service.read_manifest(index_dir, name)
+    except index_service.SearchIndexError:
+        return nothing
+    if (manifest.model_id, manifest.preprocessing, manifest.dim) != (model_id, recipe, dim):
+        return nothing
+    folder = (index_dir / name).resolve()
+    try:
+        hashes = np.load(folder / "hashes.npy")
+        stored = np.load(folder / "embeddings.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return nothing
+    if stored.shape != (len(hashes), dim):
+        return nothing
+    row_of = {h.decode(): row for row, h in enumerate(hashes.tolist()) if h}
+    rows, ids, todo = [], [], []
+    for file, content_hash in zip(plan.files, plan.hashes, strict=True):
+        row = row_of.get(content_hash) if content_hash else None
+        if row is None:
+            todo.append(file)
+        else:
+            rows.append(row)
+            ids.append(file.id)
+    vectors = np.asarray(stored[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+    return Reuse(np.asarray(ids, dtype=np.int64), vectors.reshape(-1, dim), todo, folder.name)
+
+
+def _fingerprint(
+    options: BuildOptions, dataset: Dataset, model_id: str, todo: list[ImageFile], source: str
+) -> str:
+    """Shards of an interrupted build are resumed only by a build of the same images to
+    embed, against the same published build to reuse from."""
+    ids = np.array([p.id for p in todo], dtype=np.int64)
     key = {
         "model_id": model_id,
         "dataset": dataset.name,
@@ -106,6 +186,7 @@ def _fingerprint(options: BuildOptions, dataset: Dataset, model_id: str, plan) -
         "limit_per_class": options.limit_per_class,
         "shard_size": options.shard_size,
         "ids_sha256": hashlib.sha256(ids.tobytes()).hexdigest(),
+        "reused_from": source,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -189,16 +270,29 @@ def build_index(
         embedder = get_clip_embedder()
     index_dir = Path(index_dir or settings.TINYRAG_INDEX_DIR)
     dataset = resolve_dataset(options.dataset)
-    plan = plan_images(dataset, options.splits, options.limit_per_class)
-    if not plan:
+    planned = plan_images(dataset, options.splits, options.limit_per_class)
+    if not planned.files:
         raise BuildError(
             f"dataset {dataset.name!r} has no images in splits {', '.join(options.splits)}"
         )
 
     embedder.load()
+    recipe = embedding_recipe(embedder)
+    reuse = (
+        Reuse.none(planned, embedder.dim)
+        if options.restart
+        else reusable_vectors(
+            index_dir, options.name, planned, embedder.model_id, recipe, embedder.dim
+        )
+    )
+    if len(reuse.ids):
+        log(f"Reusing {len(reuse.ids):,} vectors of the published build; embedding the rest.")
+    plan = reuse.todo
     builds = index_service.builds_dir(index_dir)
     store = ShardStore(builds / f"{options.name}.partial")
-    resumed = store.start(_fingerprint(options, dataset, embedder.model_id, plan), options.restart)
+    resumed = store.start(
+        _fingerprint(options, dataset, embedder.model_id, plan, reuse.source), options.restart
+    )
     shard_size = options.shard_size
     shards = (len(plan) + shard_size - 1) // shard_size
     first_todo = next((n for n in range(shards) if not store.done(n)), shards)
@@ -251,9 +345,14 @@ def build_index(
                 bar.close()
         embed_seconds = time.perf_counter() - t0
 
-    ids, vectors, skipped = store.load_all(shards, embedder.dim)
+    new_ids, new_vectors, skipped = store.load_all(shards, embedder.dim)
+    ids = np.concatenate([reuse.ids, new_ids])
     if not len(ids):
         raise BuildError("no image could be read; nothing to index")
+    order = np.argsort(ids, kind="stable")
+    ids, vectors = ids[order], np.concatenate([reuse.vectors, new_vectors])[order]
+    planned_ids = planned.ids
+    hashes = np.array(planned.hashes, dtype="S64")[np.searchsorted(planned_ids, ids)]
     log(f"Building the {options.index_type} index over {len(ids):,} vectors.")
     index, params = index_service.build_faiss_index(
         vectors, ids, options.index_type, options.index_params
@@ -271,9 +370,12 @@ def build_index(
         images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
         skipped=skipped,
         limit_per_class=options.limit_per_class,
+        preprocessing=recipe,
+        reused=len(reuse.ids),
+        embedded=len(new_ids),
     )
     staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    index_service.write_index_folder(staged, index, vectors, ids, manifest)
+    index_service.write_index_folder(staged, index, vectors, ids, manifest, hashes=hashes)
     index_service.publish(staged, index_dir, options.name)
     shutil.rmtree(store.folder, ignore_errors=True)
     return manifest

@@ -6,6 +6,8 @@ immutable build folder `.builds/<name>-<stamp>/` holding::
     index.faiss      FAISS index; its ids are `Image` primary keys (IDMap), not positions
     embeddings.npy   float32 L2-normalised vectors, row-aligned with
     ids.npy          int64 `Image` ids (rebuild another index type without re-embedding)
+    hashes.npy       S64 content hash (sha256 hex) of each id's file when it was embedded:
+                     the next build reuses the vectors of unchanged files (build.py)
     manifest.json    model id, dim, metric, index type and parameters, counts, provenance
 
 Publishing swaps the link with one atomic rename, so a reader sees the old index or the new
@@ -101,6 +103,11 @@ class IndexManifest:
     # (measured when HNSW was built or considered; None: not measured) and how many queried
     recall_at_10: float | None = None
     recall_queries: int = 0
+    # How a file becomes a vector besides the model (build.embedding_recipe): builds with the
+    # same model and recipe may reuse each other's vectors; "" for indexes built before.
+    preprocessing: str = ""
+    reused: int = 0  # vectors taken over from the previous published build
+    embedded: int = 0  # vectors computed by this build (resumed shards included)
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
 
@@ -403,14 +410,23 @@ def _set_search_params(index: faiss.Index, manifest: IndexManifest) -> None:
 
 
 def write_index_folder(
-    folder: Path, index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, manifest: IndexManifest
+    folder: Path,
+    index: faiss.Index,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    manifest: IndexManifest,
+    *,
+    hashes: np.ndarray | None = None,
 ) -> None:
+    """Write a build folder; `hashes` (row-aligned content hashes) lets the next build reuse."""
     import faiss  # here, not at the top: the URLconf imports this module
 
     folder.mkdir(parents=True, exist_ok=False)
     faiss.write_index(index, str(folder / "index.faiss"))
     np.save(folder / "embeddings.npy", np.asarray(vectors, dtype=np.float32))
     np.save(folder / "ids.npy", np.asarray(ids, dtype=np.int64))
+    if hashes is not None:
+        np.save(folder / "hashes.npy", np.asarray(hashes, dtype="S64"))
     (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
     for path in folder.iterdir():  # durable before the link points here
         with path.open("rb") as f:

@@ -11,11 +11,13 @@ give the vectors `embed_images` gives.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -64,6 +66,18 @@ class ImagePreprocessor:
     """
 
     image_processor: ImageProcessingMixin
+
+    # Bump when `decode` changes the pixels a file gives: vectors of earlier builds then stop
+    # being reused (search/index/build.py).
+    DECODE_VERSION: ClassVar[int] = 1
+
+    @property
+    def fingerprint(self) -> str:
+        """What the pixels of a file depend on (decode and the processor's settings), hashed:
+        two preprocessors with the same fingerprint give one file the same model input."""
+        recipe = {"decode": self.DECODE_VERSION, "processor": self.image_processor.to_dict()}
+        text = json.dumps(recipe, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __call__(self, image: ImageSource) -> torch.Tensor:
         return self.pixels([self.decode(image)])[0]

@@ -175,8 +175,10 @@ def test_worker_processes_give_the_same_vectors(imported, clip_settings):
 def test_interrupted_build_resumes_after_the_last_complete_shard(
     imported, clip_settings, monkeypatch, capsys
 ):
-    build()
-    _, clean_ids, clean_vectors = published(clip_settings)
+    build("--name", "clean")
+    _, clean_ids, clean_vectors = published(clip_settings, "clean")
+    # A published "tiny" of one image per class: its 4 vectors are reused, 16 left to embed.
+    build("--limit-per-class", "1")
     before = fi.read_manifest(clip_settings.TINYRAG_INDEX_DIR, "tiny").created_at
 
     real_save, saved = indexing.ShardStore.save, []
@@ -189,7 +191,7 @@ def test_interrupted_build_resumes_after_the_last_complete_shard(
 
     monkeypatch.setattr(indexing.ShardStore, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        build("--index-type", "hnsw", "--shard-size", "8")  # 20 images: shards of 8, 8, 4
+        build("--index-type", "hnsw", "--shard-size", "8")  # 16 to embed: shards of 8, 8
     # the published index is untouched by the failed build
     assert fi.read_manifest(clip_settings.TINYRAG_INDEX_DIR, "tiny").created_at == before
 
@@ -198,7 +200,7 @@ def test_interrupted_build_resumes_after_the_last_complete_shard(
     build("--index-type", "hnsw", "--shard-size", "8", verbosity=1)
     assert "Resuming after 1 complete shards (8 images)." in capsys.readouterr().out
     manifest, ids, vectors = published(clip_settings)
-    assert manifest.index_type == "hnsw"
+    assert (manifest.index_type, manifest.reused, manifest.embedded) == ("hnsw", 4, 16)
     np.testing.assert_array_equal(ids, clean_ids)
     np.testing.assert_allclose(vectors, clean_vectors, atol=1e-6)
     assert not (fi.builds_dir(clip_settings.TINYRAG_INDEX_DIR) / "tiny.partial").exists()

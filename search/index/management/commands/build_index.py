@@ -1,7 +1,10 @@
 """Embed the imported images with CLIP and publish a FAISS index to TINYRAG_INDEX_DIR/<name>.
 
+Incremental: images whose files are unchanged since the last published build of the index (same
+content hash, model and preprocessing) keep their vectors; only the rest are embedded.
 Resumable: embeddings are saved in shards as they are computed, and the same command continues
-after a crash or Ctrl-C (--restart starts over). The published index is swapped in atomically.
+after a crash or Ctrl-C (--restart starts over, reusing nothing). The published index is swapped
+in atomically.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--restart",
             action="store_true",
-            help="Discard shards of an interrupted build and start over.",
+            help="Embed every image again: discard shards of an interrupted build and reuse no "
+            "vector of the published one.",
         )
 
     def handle(self, *args, **options):
@@ -120,7 +124,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Published index {manifest.name!r}: {manifest.count:,} vectors of dim "
-                    f"{manifest.dim} ({index_choice(manifest)}), "
-                    f"{manifest.images_per_second} img/s, {manifest.build_seconds} s."
+                    f"{manifest.dim} ({index_choice(manifest)}); {manifest.reused:,} reused, "
+                    f"{manifest.embedded:,} embedded at {manifest.images_per_second} img/s; "
+                    f"{manifest.build_seconds} s."
                 )
             )
