@@ -14,8 +14,6 @@ form's estimate is based on).
 from __future__ import annotations
 
 import functools
-import io
-import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -25,13 +23,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from tqdm import tqdm
 
 from evaluation.config import EvaluationConfig
 from evaluation.models import EvaluationRun
 from evaluation.steps import Step
 from search.errors import ApplicationError
 from search.ops import jobs
+from search.ops.progress import JobProgress, JobStopped
 
 if TYPE_CHECKING:
     from evaluation.measure import Measured
@@ -45,7 +43,7 @@ EVALUATION_RUNS = jobs.JobKind(
 )
 
 
-class RunCancelled(Exception):
+class RunCancelled(JobStopped):
     """Raised in the worker by a progress heartbeat that was refused: someone cancelled the
     run (or deleted it)."""
 
@@ -125,62 +123,14 @@ def cancel_run(*, run: EvaluationRun, user) -> EvaluationRun:
     return EvaluationRun.objects.select_related("created_by", "cancelled_by").get(pk=run.pk)
 
 
-class RunProgress(tqdm):
-    """A tqdm bar that records its step, count and total on the run's row (at most once a
-    second) for the run page to show, and doubles as the run's heartbeat: a heartbeat refused
-    (the run was cancelled) raises RunCancelled from the bar's next update, its close, or its
-    creation. With `timings`, it adds its items and seconds to timings[step] when it closes.
-    Prints only with `console`.
+class RunProgress(JobProgress):
+    """An evaluation run's progress bar and heartbeat (search.ops.progress.JobProgress): a
+    refused heartbeat (the run was cancelled) raises RunCancelled."""
 
-    tqdm displays while holding its process-wide write lock (without a try/finally), so the
-    refusal is only noted in `display` and raised once tqdm has let go of the lock: raised
-    inside, it would leave the lock held and hang every other progress bar of the process."""
+    stopped_error = RunCancelled
 
-    monitor_interval = 0  # no monitor thread: every write happens on the run's own thread
-
-    def __init__(
-        self, *args, run_id: int, console: bool = False, timings: dict | None = None, **kwargs
-    ):
-        self.run_id = run_id
-        self.console = console
-        self.timings = timings
-        self.stopped = False  # set before tqdm's first display, which happens in __init__
-        self.raised = False
-        kwargs.update(mininterval=1.0, file=sys.stderr if console else io.StringIO())
-        super().__init__(*args, dynamic_ncols=console, **kwargs)
-        if self.stopped:
-            self.close()  # raises
-
-    def display(self, msg=None, pos=None):
-        if not self.stopped and not jobs.heartbeat(
-            EVALUATION_RUNS,
-            self.run_id,
-            progress={"step": self.desc, "done": self.n, "total": self.total},
-        ):
-            self.stopped = True  # raised by the caller, outside tqdm's lock
-        return super().display(msg, pos) if self.console else True
-
-    def _raise_if_stopped(self) -> None:
-        if self.stopped and not self.raised:
-            self.raised = True  # once: the close() that unwinds the bar displays again
-            raise RunCancelled(self.run_id)
-
-    def update(self, n=1):
-        displayed = super().update(n)
-        self._raise_if_stopped()
-        return displayed
-
-    def close(self):
-        started = getattr(self, "start_t", None)
-        if self.timings is not None and not self.disable and started is not None:
-            items, seconds = self.timings.get(self.desc, (0, 0.0))
-            self.timings[self.desc] = (items + self.n, seconds + self._time() - started)
-        super().close()
-        self._raise_if_stopped()
-
-    def __del__(self):
-        self.raised = True  # never from the garbage collector
-        super().__del__()
+    def __init__(self, *args, run_id: int, **kwargs):
+        super().__init__(*args, kind=EVALUATION_RUNS, job_id=run_id, **kwargs)
 
 
 @dataclass
