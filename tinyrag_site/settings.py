@@ -502,12 +502,37 @@ TINYRAG_DESCRIPTION_QUEUE_MAX = env_int("TINYRAG_DESCRIPTION_QUEUE_MAX", 100)
 TINYRAG_DESCRIPTION_STALL_SECONDS = env_int("TINYRAG_DESCRIPTION_STALL_SECONDS", 300)
 # An evaluation run that records no progress for this long has lost its worker: it is failed.
 TINYRAG_EVALUATION_STALL_SECONDS = env_int("TINYRAG_EVALUATION_STALL_SECONDS", 900)
+# A collection sync (search/index/sync.py) that records no progress for this long has lost its
+# worker: it is failed, and a schedule it belonged to queues the next.
+TINYRAG_SYNC_STALL_SECONDS = env_int("TINYRAG_SYNC_STALL_SECONDS", 900)
 
-# Background work: Django's Tasks API (django-tasks backport on 5.2); the database backend and
-# its `manage.py db_worker` by default. https://github.com/RealOrangeOne/django-tasks
+# Background work: Django's Tasks API (django-tasks backport on 5.2). `db` (the default): the
+# database backend and its `manage.py db_worker`, nothing else to run. `rq`: RQ on Redis
+# (django-tasks-rq; `manage.py rqworker`), its queue at TINYRAG_REDIS_URL. Or a backend's path.
+# `manage.py worker` starts whichever worker the backend needs.
+# https://github.com/RealOrangeOne/django-tasks https://github.com/RealOrangeOne/django-tasks-rq
+TASK_BACKENDS = {"db": "django_tasks_db.DatabaseBackend", "rq": "django_tasks_rq.RQBackend"}
+TINYRAG_TASKS_BACKEND = env_str("TINYRAG_TASKS_BACKEND", "db")
 TASKS = {
     "default": {
-        "BACKEND": env_str("TINYRAG_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "BACKEND": TASK_BACKENDS.get(TINYRAG_TASKS_BACKEND, TINYRAG_TASKS_BACKEND),
         "QUEUES": ["default"],
     }
 }
+# The RQ backend's Redis. Its own database number, not the cache's: cache.clear() empties the
+# cache's whole Redis database, which would drop the queued tasks with it.
+TINYRAG_REDIS_URL = env_str("TINYRAG_REDIS_URL", "")
+if TASKS["default"]["BACKEND"].startswith("django_tasks_rq."):
+    if not TINYRAG_REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"TINYRAG_TASKS_BACKEND={TINYRAG_TASKS_BACKEND} keeps its queue in Redis: set "
+            f"TINYRAG_REDIS_URL=redis://host:6379/1 (got {TINYRAG_REDIS_URL!r}), a database "
+            "number other than TINYRAG_CACHE_URL's."
+        )
+    INSTALLED_APPS.append("django_rq")  # after search.ops, whose `rqworker` warms up first
+    # No RQ time limit (-1): a job's own heartbeat and stall period (search/ops/jobs.py) decide
+    # when it is lost; an evaluation of a large dataset runs far past RQ's default 180 s.
+    RQ_QUEUES = {"default": {"URL": TINYRAG_REDIS_URL, "DEFAULT_TIMEOUT": -1}}
+    # The tasks' Job class; SimpleWorker runs each job in the worker's own process, where the
+    # warm-up loaded the models (RQ's default Worker forks a fresh child per job).
+    RQ = {"JOB_CLASS": "django_tasks_rq.Job", "WORKER_CLASS": "rq.worker.SimpleWorker"}

@@ -7,11 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from search.catalog.datasets.roots import root_problem
 from search.languages import ENGLISH, page_language
+from search.ops.jobs import FINISHED, JobStatus
 
 
 class Dataset(models.Model):
@@ -154,3 +156,82 @@ def _recount_after_save(sender, instance: Image, **kwargs) -> None:
 
     if not kwargs.get("raw"):  # loaddata: the fixture's counts are stored as they are
         refresh_counts([instance.dataset_id])
+
+
+class CollectionSync(models.Model):
+    """One sync of a collection: import_dataset's rescan of its folder, then an incremental
+    build_index of the index it feeds (search/index/sync.py). A job of search.ops.jobs: run
+    by the sync_collection command, or queued for a worker (once, or every `every_minutes`:
+    the next run is queued when one finishes)."""
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command", _("by command")
+        WORKER = "worker", _("by a background worker")
+
+    Status = JobStatus
+    OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="syncs")
+    index_name = models.CharField(max_length=100)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    prune = models.BooleanField(
+        default=False, help_text="Delete the rows (and history) of files that have gone."
+    )
+    every_minutes = models.PositiveIntegerField(
+        default=0, help_text="Queue the next sync this long after one finishes; 0: once."
+    )
+    # what the rescan found (search.catalog.datasets.importer.ImportReport)
+    images_added = models.PositiveIntegerField(default=0)
+    images_renamed = models.PositiveIntegerField(default=0)
+    images_changed = models.PositiveIntegerField(default=0)
+    images_unchanged = models.PositiveIntegerField(default=0)
+    images_missing = models.PositiveIntegerField(default=0, help_text="Rows whose file is gone.")
+    images_pruned = models.PositiveIntegerField(default=0)
+    images_unreadable = models.PositiveIntegerField(default=0)
+    # what the build did (the index manifest's counts)
+    vectors_reused = models.PositiveIntegerField(default=0)
+    vectors_embedded = models.PositiveIntegerField(default=0)
+    vectors_total = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(
+        default=dict, blank=True, help_text="While running: step, done, total."
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    run_after = models.DateTimeField(null=True, blank=True, help_text="A scheduled sync's time.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(
+        auto_now=True, help_text="Last sign of life; a stalled sync is failed after a while."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One sync at a time per collection, and one waiting: across every worker and
+            # command, as the database decides (a second one is refused, never run twice).
+            models.UniqueConstraint(
+                fields=["dataset"],
+                condition=models.Q(status="running"),
+                name="one_running_sync_per_dataset",
+            ),
+            models.UniqueConstraint(
+                fields=["dataset"],
+                condition=models.Q(status="queued"),
+                name="one_queued_sync_per_dataset",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sync of {self.dataset_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def waits_until(self):
+        """A queued sync's time to run, while it lies ahead; None once it is due."""
+        if self.run_after is not None and self.run_after > timezone.now():
+            return self.run_after
+        return None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db.models import F, QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from search.catalog.counts import ensure_current_counts
 from search.catalog.datasets.layout import IMAGE_SUFFIXES
 from search.catalog.datasets.roots import root_problem
-from search.catalog.models import Dataset, Image, ImageClass
+from search.catalog.models import CollectionSync, Dataset, Image, ImageClass
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,33 @@ def dataset_overview() -> QuerySet[Dataset]:
     (search/catalog/counts.py), so this costs milliseconds however large the collection."""
     ensure_current_counts()
     return Dataset.objects.all()
+
+
+@dataclass(frozen=True)
+class SyncOverview:
+    """A collection's syncs as its card shows them: the last one that ended, and the one
+    running or waiting (its schedule, if any, is that one's every_minutes)."""
+
+    last: CollectionSync | None = None
+    pending: CollectionSync | None = None
+
+
+def sync_overview() -> dict[int, SyncOverview]:
+    """Each synced dataset's SyncOverview by dataset id; a sync whose worker died is failed
+    first (search/index/sync.py). Two queries, however many syncs there were."""
+    from search.index.sync import SYNCS  # here: it imports the importer and the build
+    from search.ops import jobs
+
+    jobs.recover_stalled(SYNCS, CollectionSync.objects.filter(status=CollectionSync.Status.RUNNING))
+    open_syncs = CollectionSync.objects.filter(status__in=CollectionSync.OPEN)
+    # the running one wins over the queued one: "queued" sorts before "running"
+    pending = {s.dataset_id: s for s in open_syncs.order_by("status", "created_at")}
+    ended = CollectionSync.objects.exclude(status__in=CollectionSync.OPEN)
+    latest = ended.filter(dataset=OuterRef("dataset")).order_by("-finished_at", "-pk")
+    last = {s.dataset_id: s for s in ended.filter(pk=Subquery(latest.values("pk")[:1]))}
+    return {
+        pk: SyncOverview(last=last.get(pk), pending=pending.get(pk)) for pk in {*pending, *last}
+    }
 
 
 def collection_size() -> CollectionSize:

@@ -84,6 +84,7 @@ def _thumbnail_size(raw: str | None) -> int | None:
 class DatasetCard:
     dataset: Dataset  # from dataset_overview(): class_count, train/val/test_count
     classes: list[ImageClass]  # with image_count, sorted for people (case-insensitive)
+    syncs: selectors.SyncOverview = selectors.SyncOverview()
 
     @property
     def image_count(self) -> int:
@@ -115,8 +116,10 @@ def _built_at(created_at: str) -> datetime | None:
 
 @require_GET
 def collections(request: HttpRequest) -> HttpResponse:
+    syncs = selectors.sync_overview()
     cards = [
-        DatasetCard(d, list(selectors.class_overview(d))) for d in selectors.dataset_overview()
+        DatasetCard(d, list(selectors.class_overview(d)), syncs.get(d.pk, selectors.SyncOverview()))
+        for d in selectors.dataset_overview()
     ]
     index = index_status()
     return render(

@@ -143,7 +143,8 @@ def reusable_vectors(
     """Match planned images to the last published build of `name` by content hash.
 
     Nothing is reused unless that build was made by `model_id` with `recipe` and recorded
-    its hashes (builds before incremental ones did not); any unreadable part of it means
+    its hashes (builds before incremental ones did not), and only for files still on disk;
+    any unreadable part of it means
     embedding everything, never a failed build."""
     nothing = Reuse.none(plan, dim)
     try:
@@ -164,7 +165,9 @@ def reusable_vectors(
     rows, ids, todo = [], [], []
     for file, content_hash in zip(plan.files, plan.hashes, strict=True):
         row = row_of.get(content_hash) if content_hash else None
-        if row is None:
+        # a file gone since (its row kept: imported without --prune) is not taken over: its
+        # read fails as a first build's would, and the build lists it as skipped
+        if row is None or not os.path.exists(file.path):
             todo.append(file)
         else:
             rows.append(row)

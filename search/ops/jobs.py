@@ -168,10 +168,24 @@ def with_stall_check(kind: JobKind, job: J) -> J:
 
 
 def waiting_tasks(task_path: str | None = None) -> int | None:
-    """Tasks waiting to run in the database task backend's queue (only those of one task,
-    given its module path); None when the default backend keeps its queue in a broker."""
-    if not isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend):
-        return None
+    """Tasks waiting to run in the default task backend's queue (only those of one task,
+    given its module path): the database backend's ready rows, or the jobs in RQ's Redis
+    lists (a Redis without persistence loses them on a restart, as a flushed database
+    does); None for another backend, whose queue this cannot see."""
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if isinstance(backend, DatabaseBackend):
+        ready = DBTaskResult.objects.ready()
+        return (ready.filter(task_path=task_path) if task_path else ready).count()
+    if type(backend).__module__.startswith("django_tasks_rq"):
+        return _rq_waiting(backend, task_path)
+    return None
 
-    ready = DBTaskResult.objects.ready()
-    return (ready.filter(task_path=task_path) if task_path else ready).count()
+
+def _rq_waiting(backend, task_path: str | None) -> int:
+    import django_rq  # here: installed only with the RQ backend (tinyrag_site/settings.py)
+
+    queues = [django_rq.get_queue(name) for name in sorted(backend.queues)]
+    if task_path is None:
+        return sum(queue.count for queue in queues)
+    # a queue holds at most TINYRAG_DESCRIPTION_QUEUE_MAX descriptions and a few evaluations
+    return sum(job.func_name == task_path for queue in queues for job in queue.get_jobs())
