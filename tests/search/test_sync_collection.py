@@ -81,7 +81,8 @@ def test_a_sync_rescans_and_embeds_only_what_changed(synced, capsys):
     assert counts == (1, 1, 1, 1)
     total = len(train_ids(synced))
     assert (done.vectors_embedded, done.vectors_reused, done.vectors_total) == (2, total - 2, total)
-    assert index_ids() == train_ids(synced) and deleted_id not in index_ids()
+    assert index_ids() == train_ids(synced)
+    assert deleted_id not in index_ids()
     said = capsys.readouterr().out
     assert "1 images added (0 renamed), 1 changed, 1 gone (1 pruned)" in said
     assert f"{total - 2:,} reused, 2 embedded" in said
@@ -122,7 +123,8 @@ def test_a_sync_whose_worker_died_is_failed_and_the_next_one_runs(synced):
 
     dead.refresh_from_db()
     assert (dead.status, dead.error) == ("failed", SYNCS.stalled_error)
-    assert done.status == "done" and done.pk != dead.pk
+    assert done.status == "done"
+    assert done.pk != dead.pk
 
 
 def test_a_folder_that_has_gone_fails_the_sync_with_a_readable_error(synced):
@@ -131,7 +133,8 @@ def test_a_folder_that_has_gone_fails_the_sync_with_a_readable_error(synced):
     with pytest.raises(CommandError, match="failed: .*-moved"):
         sync(synced)
     failed = CollectionSync.objects.first()
-    assert failed.status == "failed" and failed.finished_at is not None
+    assert failed.status == "failed"
+    assert failed.finished_at is not None
     assert index_ids() == before  # the published index is untouched
 
 
@@ -169,7 +172,8 @@ def test_a_schedule_whose_sync_died_goes_on(synced):
 
     overview = sync_overview()[dead.dataset_id]
     assert (overview.last.pk, overview.last.status) == (dead.pk, "failed")
-    assert overview.pending.status == "queued" and overview.pending.every_minutes == 15
+    assert overview.pending.status == "queued"
+    assert overview.pending.every_minutes == 15
     run_queued_tasks()
     assert CollectionSync.objects.get(pk=overview.pending.pk).status == "done"
 
@@ -187,7 +191,8 @@ def test_the_collections_page_says_when_and_what(synced, auth_client, admin_clie
     with pytest.raises(CommandError):
         sync(synced)
     page = auth_client.get(reverse("search:collections")).content.decode()
-    assert "failed." in page and "-moved" not in page  # the server's paths are for staff
+    assert "failed." in page
+    assert "-moved" not in page
     assert "-moved" in admin_client.get(reverse("search:collections")).content.decode()
 
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures.site import Site, redis_server
-from tests.fixtures.tinyimagenet import build_tinyimagenet, write_zip
+from tests.fixtures.site import Site, index_tiny_imagenet, redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +54,6 @@ def shared_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
     """A site with the synthetic TinyImageNet indexed, users with API tokens (each test has
     its own, since counters outlive a test), and limits small enough to reach: 5 failed
     logins, 30 API requests and 10 searches a day, 3 pending descriptions."""
-    from search.catalog.datasets.tinyimagenet import prepare
-
     folder = tmp_path_factory.mktemp("shared")
     site = Site(
         folder / "site",
@@ -73,13 +70,8 @@ def shared_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
         TINYRAG_DESCRIBE_RATE="1000/day",
         TINYRAG_DESCRIPTION_PENDING_MAX="3",
     )
-    root = site.data_dir / "tiny-imagenet-200"
-    data = build_tinyimagenet(train_per_class=4, val_per_class=1, test_count=1)
-    prepare(root, write_zip(data, folder / "tiny-imagenet-200.zip"))
     try:
-        site.run("migrate", "--no-input")
-        site.run("import_dataset", "--root", str(root), "--workers", "0")
-        site.run("build_index", "--name", "tiny", "--workers", "0", "--batch-size", "8")
+        index_tiny_imagenet(site, folder)
         site.tokens = json.loads(site.run("shell", "-c", SETUP).strip().splitlines()[-1])
         yield site
     finally:

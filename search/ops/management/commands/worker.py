@@ -52,7 +52,10 @@ class Command(BaseCommand):
                 flags += ["--batch", "--no-startup-delay"]
             call_command("db_worker", *flags, **common)
         elif type(backend).__module__.startswith("django_tasks_rq"):
-            call_command("rqworker", *sorted(backend.queues), burst=batch, **common)
+            # with RQ's scheduler: a task to run later (a scheduled sync) waits in Redis for it
+            call_command(
+                "rqworker", *sorted(backend.queues), burst=batch, with_scheduler=True, **common
+            )
         else:
             raise CommandError(
                 f"{type(backend).__name__} (TINYRAG_TASKS_BACKEND) has no worker here: start "
