@@ -46,10 +46,11 @@ $py manage.py migrate --no-input
 $py manage.py bootstrap ${archive:+--archive "$archive"} \
   || echo "bootstrap did not finish (see above); starting the app anyway."
 
-# The two processes, by name: web (runserver) and worker (db_worker). Plain variables and a
-# once-a-second look, not `wait -n`: macOS still ships bash 3.2.
+# The two processes, by name: web (runserver) and worker (manage.py worker: db_worker, or
+# rqworker with TINYRAG_TASKS_BACKEND=rq). Plain variables and a once-a-second look, not
+# `wait -n`: macOS still ships bash 3.2.
 web_cmd=("$py" manage.py runserver 127.0.0.1:8000)
-worker_cmd=("$py" manage.py db_worker --interval 0.5 --no-reload)
+worker_cmd=("$py" manage.py worker --interval 0.5)
 start() {  # start web|worker
   if [ "$1" = web ]; then "${web_cmd[@]}" & web_pid=$!; web_since=$SECONDS
   else "${worker_cmd[@]}" & worker_pid=$!; worker_since=$SECONDS; fi
@@ -77,7 +78,7 @@ while sleep 1; do
     kill -0 "$p" 2>/dev/null && continue
     status=0
     wait "$p" || status=$?
-    what=$([ "$name" = web ] && echo "web server (runserver)" || echo "worker (db_worker)")
+    what=$([ "$name" = web ] && echo "web server (runserver)" || echo "worker (manage.py worker)")
     # One that ran a minute was working: its next stop starts the pauses at 1 s again.
     if [ $((SECONDS - since)) -ge 60 ]; then pause=1; fi
     echo "dev.sh: the $what stopped with exit status $status; starting it again in $pause s" \

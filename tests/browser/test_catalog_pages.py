@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from search.catalog.counts import refresh_counts
-from search.catalog.models import Image, ImageClass
+from search.catalog.models import CollectionSync, Image, ImageClass
 from search.descriptions.models import Description
 from search.queries.models import SearchQuery
 from tests.browser.helpers import PASSWORD, log_in, log_in_new_user, screenshots
@@ -45,6 +47,21 @@ def more_lemons(root) -> ImageClass:
     return lemon
 
 
+def synced_and_scheduled(dataset) -> None:
+    """A sync that ended an hour ago, and the next one of its schedule."""
+    now = timezone.now()
+    CollectionSync.objects.create(
+        dataset=dataset, index_name="tiny", trigger="worker", status="done", every_minutes=60,
+        images_added=3, images_changed=1, images_missing=2, vectors_embedded=4,
+        vectors_reused=26, started_at=now - timedelta(minutes=61),
+        finished_at=now - timedelta(minutes=60),
+    )  # fmt: skip
+    CollectionSync.objects.create(
+        dataset=dataset, index_name="tiny", trigger="worker", every_minutes=60,
+        run_after=now + timedelta(minutes=58),
+    )  # fmt: skip
+
+
 def pictures_loaded(page) -> None:
     """Every image of the page loaded (lazy ones too), so the screenshots show them."""
     page.evaluate("() => document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
@@ -63,13 +80,23 @@ def test_collections_class_image_and_more_like_this(
     lemon = more_lemons(search_index)
     log_in_new_user(page, live_server, django_user_model, "lina")
 
-    # Collections: a card per dataset; the filter box narrows the class list
+    # Collections: a card per dataset, with its last sync and the next one; the filter box
+    # narrows the class list
+    synced_and_scheduled(lemon.dataset)
     page.goto(f"{live_server.url}/collections/")
     card = page.locator("section.dataset")
     expect(card).to_have_count(1)
     expect(card.locator("h2")).to_have_text("tiny-imagenet-200")
+    expect(card.locator(".sync-status")).to_contain_text("3 added, 1 changed, 2 gone")
+    expect(card.locator(".sync-status")).to_contain_text("Synced every 60 minutes.")
     pictures_loaded(page)
     screenshots(page, "catalog-collections")
+    page.set_extra_http_headers({"Accept-Language": "id-ID"})
+    page.goto(f"{live_server.url}/collections/")
+    expect(card.locator(".sync-status")).to_contain_text("3 ditambahkan, 1 berubah, 2 hilang")
+    screenshots(page, "catalog-collections-synced-id")
+    page.set_extra_http_headers({"Accept-Language": "en"})
+    page.goto(f"{live_server.url}/collections/")
     classes = card.locator("ul.classes > li")
     expect(classes).to_have_count(4)
     page.get_by_label("Find a class").fill("LEM")
