@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from search.catalog.datasets.importer import import_dataset
@@ -35,12 +36,13 @@ Status = CollectionSync.Status
 def restore_schedules() -> None:
     """A collection whose latest sync was on a schedule but ended without queuing the next
     (its worker died) gets the next one queued now."""
-    latest = {}
-    for sync in CollectionSync.objects.filter(every_minutes__gt=0).order_by("created_at", "pk"):
-        latest[sync.dataset_id] = sync
-    for sync in latest.values():
-        if sync.finished and not _open(sync.dataset_id).exists():
-            _queue(sync.dataset, sync.index_name, sync.prune, sync.every_minutes, timezone.now())
+    syncs = CollectionSync.objects.filter(dataset=OuterRef("dataset"))
+    latest = syncs.order_by("-created_at", "-pk")
+    ended = CollectionSync.objects.filter(
+        pk=Subquery(latest.values("pk")[:1]), every_minutes__gt=0, status__in=jobs.FINISHED
+    )
+    for sync in ended.select_related("dataset"):
+        _queue(sync.dataset, sync.index_name, sync.prune, sync.every_minutes, timezone.now())
 
 
 SYNCS = jobs.JobKind(
@@ -110,7 +112,8 @@ def request_sync(
     index_name = index_name or settings.TINYRAG_INDEX_NAME
     if every_minutes == 0:
         _open(dataset.pk).filter(status=Status.QUEUED, every_minutes__gt=0).delete()
-        _open(dataset.pk).update(every_minutes=0)
+        # the running one queues no next, and no ended one is a schedule to restore
+        CollectionSync.objects.filter(dataset=dataset).update(every_minutes=0)
         return None
     return _queue(dataset, index_name, prune, every_minutes or 0, timezone.now())
 
@@ -239,6 +242,10 @@ def _finish(sync: CollectionSync, *, error: str = "", **outcome) -> None:
     jobs.finish(SYNCS, sync.pk, error=error, progress={}, **outcome)
     every = CollectionSync.objects.filter(pk=sync.pk).values_list("every_minutes", flat=True)
     minutes = next(iter(every), 0)
-    if minutes and not _open(sync.dataset_id).filter(status=Status.QUEUED).exists():
+    if not minutes:
+        return
+    # one queued meanwhile (--background) runs at its own time and carries the schedule on
+    waiting = _open(sync.dataset_id).filter(status=Status.QUEUED)
+    if not waiting.update(every_minutes=minutes):
         at = timezone.now() + timedelta(minutes=minutes)
         _queue(sync.dataset, sync.index_name, sync.prune, minutes, at)

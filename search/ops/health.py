@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from argparse import BooleanOptionalAction
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,18 @@ def warm_up(
             failed.append(name)
         between()
     return failed
+
+
+def add_worker_warm_up_option(parser, *, batch_option: str) -> None:
+    """The background workers' --warm-up/--no-warm-up (default None: the command decides, on
+    unless it runs one batch, `batch_option`, or TINYRAG_WARM_UP=0)."""
+    parser.add_argument(
+        "--warm-up",
+        action=BooleanOptionalAction,
+        default=None,
+        help="Load CLIP, the index and a local description model before the first task "
+        f"(default: on, except with {batch_option}; TINYRAG_WARM_UP=0 turns it off).",
+    )
 
 
 def warm_up_and_say(

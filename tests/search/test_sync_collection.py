@@ -159,6 +159,9 @@ def test_the_worker_runs_a_scheduled_sync_and_queues_the_next(synced):
 
     call_command("sync_collection", synced.name, "--every", "0", verbosity=0)
     assert not CollectionSync.objects.filter(status="queued").exists()
+    from search.catalog.selectors import sync_overview  # its stall check restores schedules
+
+    assert sync_overview()[queued.dataset_id].pending is None  # an ended schedule stays ended
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,14 +28,13 @@ import contextlib
 import logging
 import os
 import time
-from argparse import BooleanOptionalAction
 
 from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands import db_worker
 
-from search.ops.health import warm_up_and_say
+from search.ops.health import add_worker_warm_up_option, warm_up_and_say
 
 logger = logging.getLogger("search.ops.worker")
 
@@ -97,13 +96,7 @@ class Command(db_worker.Command):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument(
-            "--warm-up",
-            action=BooleanOptionalAction,
-            default=None,
-            help="Load CLIP, the index and a local description model before the first task "
-            "(default: on, except with --batch; TINYRAG_WARM_UP=0 turns it off).",
-        )
+        add_worker_warm_up_option(parser, batch_option="--batch")
 
     def handle(
         self,

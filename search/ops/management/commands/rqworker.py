@@ -16,13 +16,12 @@ This app comes before django_rq in INSTALLED_APPS, which is how its command name
 from __future__ import annotations
 
 import os
-from argparse import BooleanOptionalAction
 
 from django.apps import apps
 from django.core.management.base import CommandError
 from django_rq.management.commands import rqworker
 
-from search.ops.health import warm_up_and_say
+from search.ops.health import add_worker_warm_up_option, warm_up_and_say
 
 
 class Command(rqworker.Command):
@@ -33,13 +32,7 @@ class Command(rqworker.Command):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument(
-            "--warm-up",
-            action=BooleanOptionalAction,
-            default=None,
-            help="Load CLIP, the index and a local description model before the first task "
-            "(default: on, except with --burst; TINYRAG_WARM_UP=0 turns it off).",
-        )
+        add_worker_warm_up_option(parser, batch_option="--burst")
 
     def handle(self, *args, warm_up: bool | None, **options):
         if not apps.is_installed("django_rq"):

@@ -11,12 +11,12 @@ Another backend (a path in TINYRAG_TASKS_BACKEND) brings its own worker: this sa
 
 from __future__ import annotations
 
-from argparse import BooleanOptionalAction
-
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_tasks_db import DatabaseBackend
+
+from search.ops.health import add_worker_warm_up_option
 
 
 class Command(BaseCommand):
@@ -34,12 +34,7 @@ class Command(BaseCommand):
             default=1.0,
             help="Database backend: seconds between polls of an empty queue (default 1).",
         )
-        parser.add_argument(
-            "--warm-up",
-            action=BooleanOptionalAction,
-            default=None,
-            help="Load the models before the first task (default: on, except with --batch).",
-        )
+        add_worker_warm_up_option(parser, batch_option="--batch")
 
     def handle(self, *, batch: bool, interval: float, warm_up: bool | None, **options):
         backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
