@@ -79,12 +79,16 @@ def _queue(dataset: Dataset, index_name: str, prune: bool, every: int, at) -> Co
         waiting = CollectionSync.objects.select_for_update().filter(
             dataset=dataset, status=Status.QUEUED
         )
-        if waiting.update(**fields):
-            sync = waiting.get()
-        else:
-            sync = CollectionSync.objects.create(
-                dataset=dataset, trigger=CollectionSync.Trigger.WORKER, **fields
-            )
+        sync = waiting.first() if waiting.update(**fields) else None
+        if sync is None:
+            try:
+                with transaction.atomic():
+                    sync = CollectionSync.objects.create(
+                        dataset=dataset, trigger=CollectionSync.Trigger.WORKER, **fields
+                    )
+            except IntegrityError:  # another process queued one just now: that one, then
+                waiting.update(**fields)
+                sync = waiting.get()
         transaction.on_commit(functools.partial(_enqueue, sync.pk, at))
     return sync
 
