@@ -212,3 +212,24 @@ def test_a_running_sync_shows_its_step_and_a_queued_one_its_time(synced, auth_cl
     page = auth_client.get(reverse("search:collections")).content.decode()
     assert "embed: 3 of 12" in page
     assert "Synced every 60 minutes." not in page  # the running one has no schedule
+
+
+def test_a_queued_sync_that_finds_its_collection_busy_is_skipped_and_its_schedule_goes_on(synced):
+    from search.index.sync import execute_sync, request_sync
+
+    dataset = Dataset.objects.get(name=synced.name)
+    running = CollectionSync.objects.create(
+        dataset=dataset, index_name="tiny", trigger="command", status="running",
+        started_at=timezone.now(),
+    )  # fmt: skip
+    queued = request_sync(synced.name, every_minutes=45)
+
+    skipped = execute_sync(queued.pk)
+
+    skipped.refresh_from_db()
+    assert skipped.status == "failed"
+    assert "Another sync of this collection was running" in skipped.error
+    assert CollectionSync.objects.get(pk=running.pk).status == "running"  # untouched
+    following = CollectionSync.objects.get(status="queued")
+    assert following.every_minutes == 45
+    assert following.waits_until is not None
