@@ -57,6 +57,11 @@ def rq_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
             TINYRAG_VLM_BACKEND="transformers",
             TINYRAG_VLM_MODEL=str(tiny_qwen2vl_dir),
             TINYRAG_DEVICE="cpu",
+            # a day's windows: the counters are still in Redis when the test looks (a minute's
+            # may end, and its keys expire, in between)
+            TINYRAG_API_RATE="1000/day",
+            TINYRAG_SEARCH_RATE="1000/day",
+            TINYRAG_DESCRIBE_RATE="1000/day",
         )
         try:
             index_tiny_imagenet(site, folder)
@@ -82,11 +87,11 @@ def test_a_description_waits_in_redis_and_the_rq_worker_writes_it(rq_site: Site)
         )
         assert asked.status_code == 202, asked.text
         assert asked.json()["status"] == "queued"
+        # the API's rate counters are in the cache's Redis database, not the queue's
+        assert rq_site.cache.dbsize() > 0
         assert rq_site.queue.llen("rq:queue:default") == 1
         queues = last_json(rq_site.run("shell", "-c", QUEUES))
         assert queues == {"redis": 1, "database": 0, "descriptions": 1}
-        # the API's rate counters are in the cache's Redis database, not the queue's
-        assert rq_site.cache.dbsize() > 0
 
         rq_site.run("worker", "--batch", "--no-warm-up")
 
