@@ -39,7 +39,8 @@ class SyncOverview:
 
 def sync_overview() -> dict[int, SyncOverview]:
     """Each synced dataset's SyncOverview by dataset id; a sync whose worker died is failed
-    first (search/index/sync.py). Two queries, however many syncs there were."""
+    first (search/index/sync.py, which also restores a schedule such a sync ended). A fixed
+    number of queries, however many syncs there were."""
     from search.index.sync import SYNCS  # here: it imports the importer and the build
     from search.ops import jobs
 
