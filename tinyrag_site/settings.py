@@ -505,6 +505,12 @@ TINYRAG_EVALUATION_STALL_SECONDS = env_int("TINYRAG_EVALUATION_STALL_SECONDS", 9
 # A collection sync (search/index/sync.py) that records no progress for this long has lost its
 # worker: it is failed, and a schedule it belonged to queues the next.
 TINYRAG_SYNC_STALL_SECONDS = env_int("TINYRAG_SYNC_STALL_SECONDS", 900)
+# A shard of a distributed build (build_index --distributed) whose worker records no progress
+# for this long has lost its worker: it is queued again for another (3 attempts in all).
+TINYRAG_SHARD_STALL_SECONDS = env_int("TINYRAG_SHARD_STALL_SECONDS", 120)
+# Where builds keep their embedded shards until they publish (default: TINYRAG_INDEX_DIR/.builds).
+# A distributed build's workers on other machines need it on storage they all share.
+TINYRAG_SHARD_DIR = env_str("TINYRAG_SHARD_DIR", "")
 
 # Background work: Django's Tasks API (django-tasks backport on 5.2). `db` (the default): the
 # database backend and its `manage.py db_worker`, nothing else to run. `rq`: RQ on Redis

@@ -235,3 +235,35 @@ class CollectionSync(models.Model):
         if self.run_after is not None and self.run_after > timezone.now():
             return self.run_after
         return None
+
+
+class BuildShard(models.Model):
+    """One shard of a distributed build_index (search/index/distributed.py): a job of
+    search.ops.jobs that any task worker sharing the database and the shard folder takes. The
+    embeddings themselves are in the shard folder, `<TINYRAG_SHARD_DIR>/<store>/`."""
+
+    Status = JobStatus
+
+    build = models.CharField(max_length=64, help_text="The build's fingerprint.")
+    index_name = models.CharField(max_length=100)
+    store = models.CharField(max_length=200, help_text="The build's folder in the shard root.")
+    number = models.PositiveIntegerField()
+    images = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the last taker.")
+    progress = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="The worker's last sign of life.")
+
+    class Meta:
+        ordering = ["build", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "number"], name="one_row_per_build_shard")
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.number} of {self.index_name} ({self.status})"

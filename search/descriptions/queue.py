@@ -59,7 +59,7 @@ DESCRIPTIONS = jobs.JobKind(
     stalled_error="Generation stopped making progress (attempt {attempts} of {max_attempts}; "
     "the worker may have died). Regenerate to try again.",
     scope=Q(generates=True),  # a row following another's generation is not a job
-    on_requeue=enqueue,
+    on_requeue=lambda _pk: enqueue(),  # a task is a place in the fair queue, not a row's
     after_check=replace_lost_tasks,
 )
 

@@ -248,12 +248,201 @@ class ShardStore:
         return np.concatenate(ids), np.concatenate(vectors), skipped
 
 
-def _batches_within_shards(count: int, shard_size: int, batch_size: int, first_shard: int):
-    """Index batches that never straddle a shard, starting at shard `first_shard`."""
-    for start in range(first_shard * shard_size, count, shard_size):
-        stop = min(start + shard_size, count)
-        for b in range(start, stop, batch_size):
-            yield list(range(b, min(b + batch_size, stop)))
+def _batches_within_shards(count: int, shard_size: int, batch_size: int):
+    """Index batches of `count` items cut into shards; none straddles a shard."""
+    for start in range(0, count, shard_size):
+        end = min(start + shard_size, count)
+        for b in range(start, end, batch_size):
+            yield list(range(b, min(b + batch_size, end)))
+
+
+def shard_count(images: int, shard_size: int) -> int:
+    return (images + shard_size - 1) // shard_size
+
+
+def embed_shards(
+    files: list[ImageFile],
+    store: ShardStore,
+    embedder,
+    *,
+    first: int,
+    shard_size: int,
+    batch_size: int,
+    workers: int,
+    bar=None,
+) -> int:
+    """Embed `files`, which are shards `first`, first + 1, ... of a build, saving each shard in
+    `store` as it completes; returns how many images were read and embedded (an unreadable
+    one is listed in its shard)."""
+    batches = pixel_batches(
+        files,
+        embedder.image_preprocessor(),
+        workers=workers,
+        batches=_batches_within_shards(len(files), shard_size, batch_size),
+    )
+    shard_ids, shard_vecs, shard_skipped = [], [], []
+    position, shard, embedded = 0, first, 0
+    for batch in batches:
+        if batch.pixels is not None:
+            shard_ids.append(batch.ids)
+            shard_vecs.append(embedder.embed_pixel_batch(batch.pixels))
+        shard_skipped.extend(batch.errors)
+        position += len(batch)
+        embedded += len(batch.ids)
+        if bar is not None:
+            bar.update(len(batch))
+        if position == min((shard - first + 1) * shard_size, len(files)):
+            store.save(
+                shard,
+                np.concatenate(shard_ids) if shard_ids else np.empty(0, np.int64),
+                np.concatenate(shard_vecs)
+                if shard_vecs
+                else np.empty((0, embedder.dim), np.float32),
+                shard_skipped,
+            )
+            shard_ids, shard_vecs, shard_skipped = [], [], []
+            shard += 1
+    return embedded
+
+
+def shard_root(index_dir: Path) -> Path:
+    """Where builds keep their shards until they publish: TINYRAG_SHARD_DIR (a folder every
+    machine of a distributed build shares), else beside the index's builds."""
+    configured = settings.TINYRAG_SHARD_DIR
+    return Path(configured) if configured else index_service.builds_dir(index_dir)
+
+
+@dataclass
+class PreparedBuild:
+    """A build planned, its reusable vectors found and its shard folder started: what is left
+    is to embed the shards still missing, then `publish_build`."""
+
+    options: BuildOptions
+    dataset: Dataset
+    planned: Plan
+    reuse: Reuse
+    store: ShardStore
+    fingerprint: str
+    model_id: str
+    recipe: str
+    dim: int
+    started: float  # time.perf_counter() when the build began
+
+    @property
+    def todo(self) -> list[ImageFile]:
+        return self.reuse.todo
+
+    @property
+    def shard_size(self) -> int:
+        return self.options.shard_size
+
+    @property
+    def shards(self) -> int:
+        return shard_count(len(self.todo), self.shard_size)
+
+    def shard_images(self, number: int) -> int:
+        return min(self.shard_size, len(self.todo) - number * self.shard_size)
+
+    def compile_default(self, remaining: int) -> bool:
+        """torch.compile the image tower: when asked, or by default for a large enough build."""
+        compile_ = self.options.compile
+        return compile_ or (compile_ is None and remaining >= COMPILE_MIN_IMAGES)
+
+
+def prepare_build(
+    options: BuildOptions, embedder, index_dir: Path, log: Callable[[str], None]
+) -> PreparedBuild:
+    """Plan the images, take over the published build's vectors where the files are
+    unchanged, and start (or resume) the shard folder of the rest."""
+    started = time.perf_counter()
+    dataset = resolve_dataset(options.dataset)
+    planned = plan_images(dataset, options.splits, options.limit_per_class)
+    if not planned.files:
+        raise BuildError(
+            f"dataset {dataset.name!r} has no images in splits {', '.join(options.splits)}"
+        )
+    embedder.load()
+    recipe = embedding_recipe(embedder)
+    reuse = (
+        Reuse.none(planned, embedder.dim)
+        if options.restart
+        else reusable_vectors(
+            index_dir, options.name, planned, embedder.model_id, recipe, embedder.dim
+        )
+    )
+    if len(reuse.ids):
+        log(f"Reusing {len(reuse.ids):,} vectors of the published build; embedding the rest.")
+    fingerprint = _fingerprint(options, dataset, embedder.model_id, reuse.todo, reuse.source)
+    store = ShardStore(shard_root(index_dir) / f"{options.name}.partial")
+    prepared = PreparedBuild(
+        options,
+        dataset,
+        planned,
+        reuse,
+        store,
+        fingerprint,
+        embedder.model_id,
+        recipe,
+        embedder.dim,
+        started,
+    )
+    if store.start(fingerprint, options.restart):
+        done = [n for n in range(prepared.shards) if store.done(n)]
+        if done:
+            images = sum(prepared.shard_images(n) for n in done)
+            log(f"Resuming after {len(done)} complete shards ({images:,} images).")
+    return prepared
+
+
+def publish_build(
+    prepared: PreparedBuild,
+    index_dir: Path,
+    *,
+    embedded: int,
+    embed_seconds: float,
+    log: Callable[[str], None],
+) -> IndexManifest:
+    """Merge the saved shards with the reused vectors, build the index and publish it."""
+    options, planned, reuse, store = (
+        prepared.options,
+        prepared.planned,
+        prepared.reuse,
+        prepared.store,
+    )
+    new_ids, new_vectors, skipped = store.load_all(prepared.shards, prepared.dim)
+    ids = np.concatenate([reuse.ids, new_ids])
+    if not len(ids):
+        raise BuildError("no image could be read; nothing to index")
+    order = np.argsort(ids, kind="stable")
+    ids, vectors = ids[order], np.concatenate([reuse.vectors, new_vectors])[order]
+    hashes = np.array(planned.hashes, dtype="S64")[np.searchsorted(planned.ids, ids)]
+    log(f"Building the {options.index_type} index over {len(ids):,} vectors.")
+    index, params = index_service.build_faiss_index(
+        vectors, ids, options.index_type, options.index_params
+    )
+    manifest = IndexManifest(
+        name=options.name,
+        model_id=prepared.model_id,
+        dim=prepared.dim,
+        **index_service.manifest_fields(params),
+        count=int(index.ntotal),
+        dataset=prepared.dataset.name,
+        splits=list(options.splits),
+        created_at=index_service.now_iso(),
+        build_seconds=round(time.perf_counter() - prepared.started, 2),
+        images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
+        skipped=skipped,
+        limit_per_class=options.limit_per_class,
+        preprocessing=prepared.recipe,
+        reused=len(reuse.ids),
+        embedded=len(new_ids),
+    )
+    builds = index_service.builds_dir(index_dir)
+    staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    index_service.write_index_folder(staged, index, vectors, ids, manifest, hashes=hashes)
+    index_service.publish(staged, index_dir, options.name)
+    shutil.rmtree(store.folder, ignore_errors=True)
+    return manifest
 
 
 def build_index(
@@ -268,117 +457,40 @@ def build_index(
 
     `embedder` defaults to the configured CLIP (TINYRAG_CLIP_MODEL); the index records its id.
     """
-    started = time.perf_counter()
     if embedder is None:
         embedder = get_clip_embedder()
     index_dir = Path(index_dir or settings.TINYRAG_INDEX_DIR)
-    dataset = resolve_dataset(options.dataset)
-    planned = plan_images(dataset, options.splits, options.limit_per_class)
-    if not planned.files:
-        raise BuildError(
-            f"dataset {dataset.name!r} has no images in splits {', '.join(options.splits)}"
-        )
-
-    embedder.load()
-    recipe = embedding_recipe(embedder)
-    reuse = (
-        Reuse.none(planned, embedder.dim)
-        if options.restart
-        else reusable_vectors(
-            index_dir, options.name, planned, embedder.model_id, recipe, embedder.dim
-        )
-    )
-    if len(reuse.ids):
-        log(f"Reusing {len(reuse.ids):,} vectors of the published build; embedding the rest.")
-    plan = reuse.todo
-    builds = index_service.builds_dir(index_dir)
-    store = ShardStore(builds / f"{options.name}.partial")
-    resumed = store.start(
-        _fingerprint(options, dataset, embedder.model_id, plan, reuse.source), options.restart
-    )
-    shard_size = options.shard_size
-    shards = (len(plan) + shard_size - 1) // shard_size
-    first_todo = next((n for n in range(shards) if not store.done(n)), shards)
-    if resumed and first_todo:
-        log(f"Resuming after {first_todo} complete shards ({first_todo * shard_size:,} images).")
-
+    prepared = prepare_build(options, embedder, index_dir, log)
+    store, shard_size, shards = prepared.store, prepared.shard_size, prepared.shards
+    first = next((n for n in range(shards) if not store.done(n)), shards)
     embed_seconds, embedded = 0.0, 0
-    if first_todo < shards:
-        remaining = len(plan) - min(first_todo * shard_size, len(plan))
-        if options.compile or (options.compile is None and remaining >= COMPILE_MIN_IMAGES):
+    if first < shards:
+        done_before = first * shard_size
+        if prepared.compile_default(len(prepared.todo) - done_before):
             embedder.compile_image_batches()
-        batches = pixel_batches(
-            plan,
-            embedder.image_preprocessor(),
-            workers=options.workers,
-            batches=_batches_within_shards(len(plan), shard_size, options.batch_size, first_todo),
-        )
-        done_before = min(first_todo * shard_size, len(plan))
         bar = (
-            progress_factory(total=len(plan), initial=done_before, desc="embed", unit="img")
+            progress_factory(
+                total=len(prepared.todo), initial=done_before, desc="embed", unit="img"
+            )
             if progress_factory
             else None
         )
-        shard_ids, shard_vecs, shard_skipped = [], [], []
-        position, shard = done_before, first_todo
         t0 = time.perf_counter()
         try:
-            for batch in batches:
-                if batch.pixels is not None:
-                    shard_ids.append(batch.ids)
-                    shard_vecs.append(embedder.embed_pixel_batch(batch.pixels))
-                shard_skipped.extend(batch.errors)
-                position += len(batch)
-                embedded += len(batch.ids)
-                if bar is not None:
-                    bar.update(len(batch))
-                if position == min((shard + 1) * shard_size, len(plan)):
-                    store.save(
-                        shard,
-                        np.concatenate(shard_ids) if shard_ids else np.empty(0, np.int64),
-                        np.concatenate(shard_vecs)
-                        if shard_vecs
-                        else np.empty((0, embedder.dim), np.float32),
-                        shard_skipped,
-                    )
-                    shard_ids, shard_vecs, shard_skipped = [], [], []
-                    shard += 1
+            embedded = embed_shards(
+                prepared.todo[done_before:],
+                store,
+                embedder,
+                first=first,
+                shard_size=shard_size,
+                batch_size=options.batch_size,
+                workers=options.workers,
+                bar=bar,
+            )
         finally:
             if bar is not None:
                 bar.close()
         embed_seconds = time.perf_counter() - t0
-
-    new_ids, new_vectors, skipped = store.load_all(shards, embedder.dim)
-    ids = np.concatenate([reuse.ids, new_ids])
-    if not len(ids):
-        raise BuildError("no image could be read; nothing to index")
-    order = np.argsort(ids, kind="stable")
-    ids, vectors = ids[order], np.concatenate([reuse.vectors, new_vectors])[order]
-    planned_ids = planned.ids
-    hashes = np.array(planned.hashes, dtype="S64")[np.searchsorted(planned_ids, ids)]
-    log(f"Building the {options.index_type} index over {len(ids):,} vectors.")
-    index, params = index_service.build_faiss_index(
-        vectors, ids, options.index_type, options.index_params
+    return publish_build(
+        prepared, index_dir, embedded=embedded, embed_seconds=embed_seconds, log=log
     )
-    manifest = IndexManifest(
-        name=options.name,
-        model_id=embedder.model_id,
-        dim=embedder.dim,
-        **index_service.manifest_fields(params),
-        count=int(index.ntotal),
-        dataset=dataset.name,
-        splits=list(options.splits),
-        created_at=index_service.now_iso(),
-        build_seconds=round(time.perf_counter() - started, 2),
-        images_per_second=round(embedded / embed_seconds, 1) if embed_seconds else 0.0,
-        skipped=skipped,
-        limit_per_class=options.limit_per_class,
-        preprocessing=recipe,
-        reused=len(reuse.ids),
-        embedded=len(new_ids),
-    )
-    staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    index_service.write_index_folder(staged, index, vectors, ids, manifest, hashes=hashes)
-    index_service.publish(staged, index_dir, options.name)
-    shutil.rmtree(store.folder, ignore_errors=True)
-    return manifest

@@ -58,7 +58,7 @@ class JobKind:
     `max_attempts` above 1 needs an `attempts` field on the model: each claim counts one, and
     a stalled job is queued again until it has had them all. `stalled_error` is formatted with
     `attempts` and `max_attempts`. `scope` says which of the model's rows are jobs at all (a
-    description that follows another's generation is not). `on_requeue` runs once for each
+    description that follows another's generation is not). `on_requeue` runs with the pk of each
     job a stall check queued again (a queue of tasks needs a task for it); `after_check` after
     every stall check (the descriptions' queue replaces lost tasks there). `stop_requested`
     matches the jobs whose worker is to stop at its next heartbeat (a cancel)."""
@@ -68,7 +68,7 @@ class JobKind:
     stalled_error: str
     max_attempts: int = 1
     scope: Q = field(default_factory=Q)
-    on_requeue: Callable[[], object] | None = None
+    on_requeue: Callable[[int], object] | None = None
     after_check: Callable[[], object] | None = None
     stop_requested: Q | None = None
 
@@ -84,11 +84,11 @@ class JobKind:
         return self.model.objects.filter(self.scope)
 
 
-def claim(kind: JobKind, pk: int) -> bool:
-    """Mark a queued job running; False when it is not queued (done, gone, or another worker
-    won it)."""
+def claim(kind: JobKind, pk: int, **fields) -> bool:
+    """Mark a queued job running (with `fields`: who took it); False when it is not queued
+    (done, gone, or another worker won it)."""
     now = timezone.now()
-    changes: dict = {"status": JobStatus.RUNNING, "started_at": now, "updated_at": now}
+    changes: dict = {**fields, "status": JobStatus.RUNNING, "started_at": now, "updated_at": now}
     if kind.retries:
         changes["attempts"] = F("attempts") + 1
     return bool(kind.jobs().filter(pk=pk, status=JobStatus.QUEUED).update(**changes))
@@ -145,7 +145,7 @@ def recover_stalled(kind: JobKind, queryset: models.QuerySet | None = None) -> i
         if tried < kind.max_attempts:
             requeued = still_silent.update(status=JobStatus.QUEUED, updated_at=timezone.now())
             if requeued and kind.on_requeue is not None:
-                kind.on_requeue()
+                kind.on_requeue(job.pk)
             changed += requeued
         else:
             now = timezone.now()

@@ -132,7 +132,7 @@ def test_a_stalled_job_with_attempts_left_is_queued_again(user):
         stall_seconds_setting="TINYRAG_DESCRIPTION_STALL_SECONDS",
         stalled_error="attempt {attempts} of {max_attempts}",
         max_attempts=3,
-        on_requeue=lambda: requeued.append(1),
+        on_requeue=requeued.append,
     )
     description = make_description(user, "running", attempts=2)
     silent_since(description, STALL + 1)
@@ -140,7 +140,7 @@ def test_a_stalled_job_with_attempts_left_is_queued_again(user):
     assert jobs.recover_stalled(kind) == 1
     description.refresh_from_db()
     assert (description.status, description.attempts, description.error) == ("queued", 2, "")
-    assert requeued == [1]  # one task for the one job queued again
+    assert requeued == [description.pk]  # one task for the one job queued again
 
 
 def test_a_stalled_job_without_attempts_left_is_failed_with_its_kinds_message(user):

@@ -4,7 +4,8 @@ Incremental: images whose files are unchanged since the last published build of 
 content hash, model and preprocessing) keep their vectors; only the rest are embedded.
 Resumable: embeddings are saved in shards as they are computed, and the same command continues
 after a crash or Ctrl-C (--restart starts over, reusing nothing). The published index is swapped
-in atomically.
+in atomically. With --distributed the shards are embedded by task workers on any machines
+(search/index/distributed.py) and this command merges and publishes them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from search.catalog.models import Image
 from search.errors import ApplicationError
 from search.index.build import COMPILE_MIN_IMAGES, SHARD_TARGET, BuildOptions, build_index
+from search.index.distributed import build_distributed
 from search.index.selectors import index_choice
 from search.index.service import IndexType
 from search.ml.batches import default_decode_workers
@@ -80,6 +82,13 @@ class Command(BaseCommand):
             "resumes after its last complete shard.",
         )
         parser.add_argument(
+            "--distributed",
+            action="store_true",
+            help="Queue the shards as tasks for `manage.py worker` processes on any machines "
+            "that share the database, the dataset's folder and TINYRAG_SHARD_DIR; wait for "
+            "them, then merge and publish. Stopped, the same command goes on where it was.",
+        )
+        parser.add_argument(
             "--restart",
             action="store_true",
             help="Embed every image again: discard shards of an interrupted build and reuse no "
@@ -108,8 +117,9 @@ class Command(BaseCommand):
             shard_target=options["shard_size"],
         )
         verbose = options["verbosity"] >= 1
+        run = build_distributed if options["distributed"] else build_index
         try:
-            manifest = build_index(
+            manifest = run(
                 build,
                 progress_factory=progress_factory(options["verbosity"]),
                 log=self.stdout.write if verbose else (lambda _: None),
