@@ -183,6 +183,7 @@ def _fingerprint(
     embed, against the same published build to reuse from."""
     ids = np.array([p.id for p in todo], dtype=np.int64)
     key = {
+        "name": options.name,
         "model_id": model_id,
         "dataset": dataset.name,
         "splits": list(options.splits),

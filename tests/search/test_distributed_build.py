@@ -220,3 +220,16 @@ def test_a_distributed_build_with_nothing_new_reuses_every_vector(local_build):
     assert (manifest.reused, manifest.embedded) == (manifest.count, 0)
     assert waits == []
     assert BuildShard.objects.count() == 0
+
+
+def test_two_indexes_of_the_same_images_keep_their_own_shards(local_build):
+    build_distributed(options(name="one"), wait=run_queued_tasks)
+    build_distributed(options(name="two"), wait=run_queued_tasks)
+
+    per_index = {
+        name: set(BuildShard.objects.filter(index_name=name).values_list("status", flat=True))
+        for name in ("one", "two")
+    }
+    assert per_index == {"one": {"done"}, "two": {"done"}}
+    assert_same_index("one", "tiny")
+    assert_same_index("two", "tiny")
