@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.models",
     "tests.fixtures.site",
+    "tests.fixtures.backends",
     "tests.fixtures.vlm",
 ]
 

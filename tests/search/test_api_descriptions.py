@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from search.descriptions.models import Description
+from tests.fixtures.backends import run_queued_tasks
 from tests.search.test_api import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,7 +45,7 @@ def test_describe_queues_then_the_worker_fills_the_text(api, query_id):
     assert body["context_mode"] == "retrieved"
     assert image_id not in [n["image_id"] for n in body["context"]["neighbours"]]
 
-    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    run_queued_tasks()
     done = api.get(f"/api/v1/descriptions/{body['id']}").json()
     row = Description.objects.get(pk=body["id"])
     assert done["status"] == "done"
@@ -57,7 +57,7 @@ def test_identical_request_is_reused_and_regenerate_is_not(api, query_id):
     image_id = first_image(api, query_id)
     url = f"/api/v1/queries/{query_id}/descriptions"
     first = api.post(url, {"image_id": image_id}, format="json").json()
-    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    run_queued_tasks()
     again = api.post(url, {"image_id": image_id}, format="json").json()
     assert (again["status"], again["reused_from"]) == ("done", first["id"])
     forced = api.post(url, {"image_id": image_id, "regenerate": True}, format="json").json()
@@ -109,7 +109,7 @@ def test_the_language_is_chosen_reported_and_part_of_reuse(api, query_id):
     url = f"/api/v1/queries/{query_id}/descriptions"
     english = api.post(url, {"image_id": image_id}, format="json").json()
     assert english["language"] == "en"  # no Accept-Language: English
-    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
+    run_queued_tasks()
 
     indonesian = api.post(url, {"image_id": image_id, "language": "id"}, format="json")
     assert indonesian.status_code == 202

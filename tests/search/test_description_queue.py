@@ -9,16 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 from rest_framework.authtoken.models import Token
 
 from search.descriptions import services as describe
 from search.descriptions.models import Description
 from search.queries.models import SearchQuery
 from search.queries.services import image_search, text_search
+from tests.fixtures.backends import drop_queued_tasks, queued_tasks, run_queued_tasks, task_statuses
 from tests.search.test_api import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,14 +38,6 @@ def images_of(query: SearchQuery) -> list[int]:
     return list(query.results.order_by("rank").values_list("image_id", flat=True))
 
 
-def run_worker() -> None:
-    call_command("db_worker", "--batch", "--no-startup-delay", "--interval", "0", verbosity=0)
-
-
-def waiting_tasks() -> int:
-    return DBTaskResult.objects.ready().count()
-
-
 def test_a_user_has_at_most_the_pending_limit_queued(queue, user, other_user):
     query = lemon_query(user)
     ids = images_of(query)
@@ -59,7 +50,7 @@ def test_a_user_has_at_most_the_pending_limit_queued(queue, user, other_user):
     other = describe.request_description(query=lemon_query(other_user), image_id=ids[3])
     assert other.status == "queued"
     # once alice's are done, she may ask again
-    run_worker()
+    run_queued_tasks()
     assert describe.request_description(query=query, image_id=ids[4]).status == "queued"
 
 
@@ -95,7 +86,7 @@ def test_workers_serve_users_round_robin(queue, user, other_user):
     ]
     bob = describe.request_description(query=bob_query, image_id=images_of(bob_query)[4])
     assert bob.created_at > alice[-1].created_at  # bob asked after all of alice's
-    run_worker()
+    run_queued_tasks()
     rows = Description.objects.order_by("started_at")
     assert all(row.status == "done" for row in rows)
     # alice's first, then bob's single one, not behind the rest of alice's
@@ -110,9 +101,9 @@ def test_identical_requests_in_flight_share_one_generation(queue, user, other_us
     follower = describe.request_description(query=bob_query, image_id=image_id)
     assert (follower.status, follower.reused_from_id) == ("queued", first.pk)
     assert Description.objects.filter(generates=True).count() == 1
-    assert waiting_tasks() == 1  # one generation, one task
+    assert queued_tasks() == 1  # one generation, one task
 
-    run_worker()
+    run_queued_tasks()
     bob = token_client(Token.objects.create(user=other_user).key)
     body = bob.get(f"/api/v1/descriptions/{follower.pk}").json()
     first.refresh_from_db()
@@ -139,7 +130,7 @@ def test_followers_take_over_when_the_generation_is_deleted(
     assert (bob.generates, bob.status) == (True, "queued")  # bob's row generates now
     carol_row = describe.with_stall_check(Description.objects.get(pk=carol_row.pk))
     assert (carol_row.generates, carol_row.reused_from_id) == (False, bob.pk)  # carol follows
-    run_worker()
+    run_queued_tasks()
     carol_row = describe.with_stall_check(Description.objects.get(pk=carol_row.pk))
     bob.refresh_from_db()
     assert (bob.status, carol_row.status, carol_row.text) == ("done", "done", bob.text)
@@ -151,7 +142,7 @@ def test_a_users_own_reuse_shows_the_row_it_came_from(queue, user, api_rate):
     first_query, second_query = lemon_query(user), lemon_query(user)
     image_id = images_of(first_query)[0]
     first = describe.request_description(query=first_query, image_id=image_id)
-    run_worker()
+    run_queued_tasks()
     again = api.post(
         f"/api/v1/queries/{second_query.pk}/descriptions", {"image_id": image_id}, format="json"
     ).json()
@@ -165,7 +156,7 @@ def test_the_same_upload_of_two_users_is_two_generations(queue, user, other_user
     bob = describe.request_description(query=bob_query)
     assert alice.image_key == bob.image_key  # the same pixels...
     assert (bob.generates, bob.reused_from_id) == (True, None)  # ...but an upload is private
-    assert waiting_tasks() == 2
+    assert queued_tasks() == 2
 
 
 def test_a_queued_row_waiting_for_its_task_is_not_stalled(queue, user):
@@ -177,20 +168,20 @@ def test_a_queued_row_waiting_for_its_task_is_not_stalled(queue, user):
         assert describe.with_stall_check(Description.objects.get(pk=description.pk)).status == (
             "queued"
         )
-    assert waiting_tasks() == 1  # no extra task per poll
+    assert queued_tasks() == 1  # no extra task per poll
 
 
 def test_a_queued_row_whose_task_was_lost_gets_one(queue, user):
     query = lemon_query(user)
     description = describe.request_description(query=query, image_id=images_of(query)[0])
-    DBTaskResult.objects.all().delete()  # the task is gone (a flushed queue, a restore)
+    drop_queued_tasks()  # the task is gone (a flushed queue, a restore)
     describe.with_stall_check(Description.objects.get(pk=description.pk))
-    assert waiting_tasks() == 0  # a moment after its request: its task may be on its way
+    assert queued_tasks() == 0  # a moment after its request: its task may be on its way
     a_minute_ago = timezone.now() - timedelta(seconds=60)
     Description.objects.filter(pk=description.pk).update(updated_at=a_minute_ago)
     describe.with_stall_check(Description.objects.get(pk=description.pk))
-    assert waiting_tasks() == 1
-    run_worker()
+    assert queued_tasks() == 1
+    run_queued_tasks()
     description.refresh_from_db()
     assert description.status == "done"
 
@@ -219,11 +210,11 @@ def test_deleting_the_query_stops_its_generation(
         real_add(progress, piece)
 
     monkeypatch.setattr(describe._RowProgress, "add", add_then_delete)
-    run_worker()
+    run_queued_tasks()
     assert not Description.objects.exists()
     # the next write found no row and the generation stopped there, not 200 pieces later
     assert len(pieces) <= describe.FLUSH_EVERY_PIECES
-    assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+    assert task_statuses() == ["SUCCESSFUL"]
 
 
 def test_a_follower_takes_over_only_within_its_owners_limit(queue, user, other_user):
@@ -253,7 +244,7 @@ def test_a_copy_of_another_users_description_keeps_its_own_times(queue, user, ot
     alice_query = lemon_query(user)
     image_id = images_of(alice_query)[0]
     first = describe.request_description(query=alice_query, image_id=image_id)
-    run_worker()
+    run_queued_tasks()
     first.refresh_from_db()
     copy = describe.request_description(query=lemon_query(other_user), image_id=image_id)
     assert (copy.status, copy.text) == ("done", first.text)
@@ -266,7 +257,7 @@ def test_a_follower_whose_generation_finished_can_be_regenerated(queue, user, ot
     image_id = images_of(alice_query)[0]
     describe.request_description(query=alice_query, image_id=image_id)
     follower = describe.request_description(query=bob_query, image_id=image_id)
-    run_worker()  # alice's generation is done; bob's row has not been read since
+    run_queued_tasks()  # alice's generation is done; bob's row has not been read since
     assert Description.objects.get(pk=follower.pk).status == "queued"
     fresh = describe.request_description(query=bob_query, image_id=image_id, regenerate=True)
     assert fresh.pk != follower.pk
@@ -283,8 +274,8 @@ def test_a_generation_in_flight_is_followed_only_in_its_language(queue, user, ot
 
     assert (indonesian.generates, indonesian.reused_from_id) == (True, None)
     assert (follower.generates, follower.reused_from_id) == (False, english.pk)
-    assert waiting_tasks() == 2  # one generation per language
-    run_worker()
+    assert queued_tasks() == 2  # one generation per language
+    run_queued_tasks()
     english.refresh_from_db()
     indonesian.refresh_from_db()
     follower = describe.with_stall_check(Description.objects.get(pk=follower.pk))  # as read

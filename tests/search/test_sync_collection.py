@@ -17,6 +17,7 @@ from django.utils import timezone
 from search.catalog.models import CollectionSync, Dataset, Image
 from search.index import service as fi
 from search.index.sync import SYNCS
+from tests.fixtures.backends import run_queued_tasks
 from tests.fixtures.tinyimagenet import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -46,11 +47,6 @@ def index_ids():
 def train_ids(collection):
     rows = Image.objects.filter(dataset__name=collection.name, split="train")
     return sorted(rows.values_list("id", flat=True))
-
-
-def run_queued_tasks():
-    """What the background worker would do: every task queued, run here (db or rq backend)."""
-    call_command("worker", "--batch", "--interval", "0", "--no-warm-up", verbosity=0)
 
 
 def change_the_folder(collection):

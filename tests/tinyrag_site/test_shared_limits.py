@@ -39,12 +39,12 @@ print(json.dumps(tokens))
 
 COUNT_DESCRIPTIONS = """
 import json
-from django_tasks_db.models import DBTaskResult
 from search.descriptions.models import Description
+from search.ops.jobs import waiting_tasks
 print(json.dumps({
     "rows": Description.objects.count(),
     "generations": Description.objects.filter(generates=True).count(),
-    "tasks": DBTaskResult.objects.ready().count(),
+    "tasks": waiting_tasks(),
 }))
 """
 
