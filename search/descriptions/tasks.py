@@ -1,6 +1,6 @@
 """Background work, through Django's Tasks API (the django-tasks backport on Django 5.2).
 
-The backend is a setting (TASKS): the database backend and `manage.py db_worker` by default.
+The backend is a setting (TASKS): the database backend by default; `manage.py worker` runs it.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ from search.ops.progress import JobProgress, JobStopped
 Status = BuildShard.Status
 SHARD_PRIORITY = -10  # behind people's descriptions, where the backend orders by priority
 POLL_SECONDS = 1.0
+QUIET_SECONDS = 60  # without a shard moving: the command asks whether any worker runs
 
 
 def _enqueue(shard_id: int) -> None:
@@ -171,8 +172,22 @@ def build_distributed(
         if progress_factory
         else None
     )
+    moved, last_done, quiet_warned = time.monotonic(), -1, False
     try:
-        while not _all_saved(prepared, rows, bar):
+        while True:
+            done, all_saved = _look(prepared, rows)
+            if bar is not None:
+                bar.update(done - bar.n)
+            if all_saved:
+                break
+            if done != last_done:
+                moved, last_done = time.monotonic(), done
+            elif not quiet_warned and time.monotonic() - moved >= QUIET_SECONDS:
+                quiet_warned = True
+                log(
+                    f"Nothing embedded for {QUIET_SECONDS} s: is a `manage.py worker` running "
+                    "(with this database and TINYRAG_SHARD_DIR)? The shards wait for one."
+                )
             wait(poll_seconds)
     finally:
         if bar is not None:
@@ -188,9 +203,10 @@ def build_distributed(
     return manifest
 
 
-def _all_saved(prepared: PreparedBuild, rows, bar) -> bool:
+def _look(prepared: PreparedBuild, rows) -> tuple[int, bool]:
     """One look at the shards: silent ones queued again (with a task) or, out of attempts,
-    the build stopped; a failed one stops it; True once every shard is saved."""
+    the build stopped; a failed one stops it. Returns the images embedded so far and whether
+    every shard is saved."""
     jobs.recover_stalled(SHARDS, rows)
     failed = rows.filter(status=Status.FAILED).first()
     if failed is not None:
@@ -204,9 +220,7 @@ def _all_saved(prepared: PreparedBuild, rows, bar) -> bool:
         images if number in saved else min(images, int(progress.get("done") or 0))
         for number, images, progress in rows.values_list("number", "images", "progress")
     )
-    if bar is not None:
-        bar.update(done - bar.n)
-    return len(saved) == prepared.shards
+    return done, len(saved) == prepared.shards
 
 
 # --- the worker's side ----------------------------------------------------------------------

@@ -245,9 +245,9 @@ def test_operator_details_are_for_staff_only(auth_client, admin_client):
 
     user_page = auth_client.get(url).content.decode()
     assert "Waiting to start. This page updates itself." in user_page
-    assert "db_worker" not in user_page
+    assert "manage.py worker" not in user_page
     assert "manage.py" not in auth_client.get(LIST_URL).content.decode()
-    assert "db_worker" in admin_client.get(url).content.decode()
+    assert "manage.py worker" in admin_client.get(url).content.decode()
 
 
 def test_the_runs_list_turns_into_cards_on_a_phone(auth_client):

@@ -1,4 +1,4 @@
-"""Descriptions end to end: request -> Description row -> task -> db_worker -> streamed text.
+"""Descriptions end to end: request -> Description row -> task -> worker -> streamed text.
 
 Through the tiny Qwen2-VL (transformers backend) and the fake OpenAI-compatible server.
 """
@@ -326,12 +326,12 @@ def test_waiting_says_what_a_user_can_expect_and_staff_what_to_run(query, auth_c
     url = reverse("search:description", args=[description.pk])
     html = auth_client.get(url).content.decode()
     assert "Waiting for its turn" in html
-    assert "db_worker" not in html
+    assert "manage.py worker" not in html
     assert "(transformers)" not in html  # the backend is an operator's detail
     user.is_staff = True
     user.save()
     html = auth_client.get(url).content.decode()
-    assert "<code>manage.py db_worker</code>" in html
+    assert "<code>manage.py worker</code>" in html
     assert "(transformers)" in html
 
 

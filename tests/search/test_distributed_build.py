@@ -39,10 +39,10 @@ def _bounded_looks(monkeypatch):
     def look(*args):
         looks.append(1)
         assert len(looks) <= 10, "the build kept waiting for shards nobody works on"
-        return all_saved(*args)
+        return real_look(*args)
 
-    all_saved = distributed._all_saved
-    monkeypatch.setattr(distributed, "_all_saved", look)
+    real_look = distributed._look
+    monkeypatch.setattr(distributed, "_look", look)
 
 
 def options(name: str = "dist", **kwargs) -> BuildOptions:
@@ -231,3 +231,20 @@ def test_two_indexes_of_the_same_images_keep_their_own_shards(local_build):
     assert per_index == {"one": {"done"}, "two": {"done"}}
     assert_same_index("one", "tiny")
     assert_same_index("two", "tiny")
+
+
+def test_a_build_nobody_works_on_asks_for_a_worker_once(local_build, monkeypatch):
+    monkeypatch.setattr(distributed, "QUIET_SECONDS", 0)
+    waits = []
+
+    def wait(_seconds):
+        waits.append(1)
+        if len(waits) == 3:
+            run_queued_tasks()  # a worker starts at last
+
+    said = []
+    build_distributed(options(), wait=wait, log=said.append)
+
+    asked = [line for line in said if "is a `manage.py worker` running" in line]
+    assert len(asked) == 1
+    assert_same_index("dist", "tiny")
