@@ -192,15 +192,10 @@ def build_distributed(
     finally:
         if bar is not None:
             bar.close()
-    embed_seconds = time.perf_counter() - started
-    manifest = publish_build(
-        prepared,
-        index_dir,
-        embedded=len(prepared.todo),
-        embed_seconds=embed_seconds if prepared.shards else 0.0,
-        log=log,
+    embed_seconds = time.perf_counter() - started if prepared.shards else 0.0
+    return publish_build(
+        prepared, index_dir, embedded=len(prepared.todo), embed_seconds=embed_seconds, log=log
     )
-    return manifest
 
 
 def _look(prepared: PreparedBuild, rows) -> tuple[int, bool]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.site import ROOT, Site, index_tiny_imagenet, wait_for
+from tests.fixtures.site import ROOT, Site, index_tiny_imagenet, tiny_models, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +28,7 @@ def site(tmp_path_factory, tiny_clip_dir):
     site = Site(
         folder / "site",
         database="suite",
-        TINYRAG_CLIP_MODEL=str(tiny_clip_dir),
-        TINYRAG_INDEX_NAME="tiny",
-        TINYRAG_VLM_BACKEND="none",
-        TINYRAG_DEVICE="cpu",
+        **tiny_models(tiny_clip_dir),
         TINYRAG_SHARD_DIR=str(folder / "shared-shards"),
         TINYRAG_SHARD_STALL_SECONDS=str(STALL_SECONDS),
     )

@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from tests.fixtures.site import Site, index_tiny_imagenet, redis_server
+from tests.fixtures.site import Site, index_tiny_imagenet, redis_server, tiny_models
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +52,7 @@ def rq_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
             TINYRAG_TASKS_BACKEND="rq",
             TINYRAG_REDIS_URL=queue_url,
             TINYRAG_CACHE_URL=cache_url,
-            TINYRAG_CLIP_MODEL=str(tiny_clip_dir),
-            TINYRAG_INDEX_NAME="tiny",
-            TINYRAG_VLM_BACKEND="transformers",
-            TINYRAG_VLM_MODEL=str(tiny_qwen2vl_dir),
-            TINYRAG_DEVICE="cpu",
+            **tiny_models(tiny_clip_dir, tiny_qwen2vl_dir),
             # a day's windows: the counters are still in Redis when the test looks (a minute's
             # may end, and its keys expire, in between)
             TINYRAG_API_RATE="1000/day",

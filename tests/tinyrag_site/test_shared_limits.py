@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures.site import Site, index_tiny_imagenet, redis_server
+from tests.fixtures.site import Site, index_tiny_imagenet, redis_server, tiny_models
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +58,7 @@ def shared_site(tmp_path_factory, tiny_clip_dir, tiny_qwen2vl_dir):
     site = Site(
         folder / "site",
         database="suite",
-        TINYRAG_CLIP_MODEL=str(tiny_clip_dir),
-        TINYRAG_INDEX_NAME="tiny",
-        TINYRAG_VLM_BACKEND="transformers",
-        TINYRAG_VLM_MODEL=str(tiny_qwen2vl_dir),
-        TINYRAG_DEVICE="cpu",
+        **tiny_models(tiny_clip_dir, tiny_qwen2vl_dir),
         TINYRAG_LOGIN_FAILURE_LIMIT="5",
         # a day's window: no window boundary falls inside a test
         TINYRAG_API_RATE="30/day",
