@@ -158,6 +158,15 @@ def _recount_after_save(sender, instance: Image, **kwargs) -> None:
         refresh_counts([instance.dataset_id])
 
 
+# A sync's steps: the progress bars' names (import_dataset's, build_index's) in words.
+SYNC_STEPS = {
+    "rescan images": _("Checking the changed files"),
+    "import images": _("Reading the new images"),
+    "read images": _("Reading the new images"),
+    "embed": _("Embedding the images"),
+}
+
+
 class CollectionSync(models.Model):
     """One sync of a collection: import_dataset's rescan of its folder, then an incremental
     build_index of the index it feeds (search/index/sync.py). A job of search.ops.jobs: run
@@ -228,6 +237,12 @@ class CollectionSync(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def progress_step(self) -> str:
+        """The running step in words ("Embedding images"), for the Collections page."""
+        step = self.progress.get("step") or ""
+        return str(SYNC_STEPS.get(step, step))
 
     @property
     def waits_until(self):

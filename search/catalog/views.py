@@ -134,6 +134,21 @@ def collections(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_GET
+def collection_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    """One collection's sync status, which the Collections page polls while a sync of it is
+    queued or running (the fragment stops polling once none is)."""
+    dataset = Dataset.objects.filter(pk=pk).first() if pk <= PK_MAX else None
+    if dataset is None:
+        raise Http404(_("No such collection."))
+    syncs = selectors.sync_overview().get(dataset.pk, selectors.SyncOverview())
+    return render(
+        request,
+        "search/collections.html#sync-status",
+        {"d": dataset, "last": syncs.last, "pending": syncs.pending},
+    )
+
+
 # --- a class's page -------------------------------------------------------------------------
 
 

@@ -150,6 +150,39 @@ def test_collections_class_image_and_more_like_this(
     assert csp_violations == []
 
 
+def test_a_running_sync_updates_itself_on_the_collections_page(
+    page, live_server, search_index, django_user_model, csp_violations
+):
+    from playwright.sync_api import expect
+
+    log_in_new_user(page, live_server, django_user_model, "sari")
+    dataset = ImageClass.objects.get(name="lemon").dataset
+    sync = CollectionSync.objects.create(
+        dataset=dataset, index_name="tiny", trigger="worker", status="running",
+        started_at=timezone.now(), progress={"step": "embed", "done": 3, "total": 12},
+    )  # fmt: skip
+    page.goto(f"{live_server.url}/collections/")
+    status = page.locator(".sync-status")
+    expect(status).to_contain_text("Embedding the images: 3 of 12")
+
+    CollectionSync.objects.filter(pk=sync.pk).update(
+        progress={"step": "embed", "done": 9, "total": 12}
+    )
+    expect(status).to_contain_text("Embedding the images: 9 of 12", timeout=10_000)  # polled
+    screenshots(page, "catalog-collections-syncing")
+    page.set_extra_http_headers({"Accept-Language": "id-ID"})
+    page.goto(f"{live_server.url}/collections/")
+    expect(status).to_contain_text("Membuat embedding gambar: 9 dari 12")
+    screenshots(page, "catalog-collections-syncing-id")
+
+    CollectionSync.objects.filter(pk=sync.pk).update(
+        status="done", finished_at=timezone.now(), images_added=12, vectors_embedded=12
+    )
+    expect(status).to_contain_text("12 di-embed", timeout=10_000)  # the ended sync, in place
+    expect(status).not_to_have_attribute("hx-trigger", re.compile(".*"))  # and no more polls
+    assert csp_violations == []
+
+
 def test_an_image_opened_from_results_can_be_described_there(
     page, live_server, search_index, django_user_model, csp_violations
 ):

@@ -206,8 +206,38 @@ def test_a_running_sync_shows_its_step_and_a_queued_one_its_time(synced, auth_cl
         run_after=timezone.now() + timedelta(minutes=59),
     )  # fmt: skip
     page = auth_client.get(reverse("search:collections")).content.decode()
-    assert "embed: 3 of 12" in page
+    assert "Embedding the images: 3 of 12" in page
+    assert '<progress max="12" value="3">' in page
     assert "Synced every 60 minutes." not in page  # the running one has no schedule
+    status_url = reverse("search:collection-sync", args=[dataset.pk])
+    assert f'hx-get="{status_url}" hx-trigger="every 2s"' in page  # the status polls
+
+
+def test_the_sync_status_polls_until_no_sync_is_pending(synced, auth_client):
+    dataset = Dataset.objects.get(name=synced.name)
+    running = CollectionSync.objects.create(
+        dataset=dataset, index_name="tiny", trigger="worker", status="running",
+        progress={"step": "rescan images", "done": 40, "total": 100},
+    )  # fmt: skip
+    url = reverse("search:collection-sync", args=[dataset.pk])
+
+    fragment = auth_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<div class="sync-status"')  # the status alone
+    assert "Checking the changed files: 40 of 100" in fragment
+    assert 'hx-trigger="every 2s"' in fragment
+    indonesian = auth_client.get(url, HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert "Memeriksa berkas yang berubah: 40 dari 100" in indonesian
+
+    CollectionSync.objects.filter(pk=running.pk).update(
+        status="done", finished_at=timezone.now(), images_added=2, vectors_embedded=2
+    )
+    fragment = auth_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "Last synced" in fragment
+    assert "hx-trigger" not in fragment  # nothing pending: the page stops asking
+    assert (
+        auth_client.get(reverse("search:collection-sync", args=[dataset.pk + 999])).status_code
+        == 404
+    )
 
 
 def test_a_queued_sync_that_finds_its_collection_busy_is_skipped_and_its_schedule_goes_on(synced):
