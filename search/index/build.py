@@ -437,6 +437,7 @@ def publish_build(
         preprocessing=prepared.recipe,
         reused=len(reuse.ids),
         embedded=len(new_ids),
+        requested_type=IndexType(options.index_type).value,
     )
     builds = index_service.builds_dir(index_dir)
     staged = builds / f"{options.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"

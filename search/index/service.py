@@ -108,6 +108,9 @@ class IndexManifest:
     preprocessing: str = ""
     reused: int = 0  # vectors taken over from the previous published build
     embedded: int = 0  # vectors computed by this build (resumed shards included)
+    # what the build was asked for: "auto" (index_type is what it chose) or a type itself;
+    # "" for indexes built before it was recorded
+    requested_type: str = ""
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
 

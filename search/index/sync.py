@@ -175,7 +175,8 @@ def execute_sync(sync_id: int) -> CollectionSync:
 
 def _build_options(sync: CollectionSync, workers: int | None) -> BuildOptions:
     """The build that keeps the collection's published index current: its splits, limit and
-    index type as published (a new index: train, exact or what auto finds)."""
+    index type as published (a new index: train and auto). An index whose type auto chose is
+    built with auto again, which may choose another as the collection grows."""
     extra = {} if workers is None else {"workers": workers}
     try:
         published = index_service.read_manifest(Path(settings.TINYRAG_INDEX_DIR), sync.index_name)
@@ -187,7 +188,7 @@ def _build_options(sync: CollectionSync, workers: int | None) -> BuildOptions:
         name=sync.index_name,
         dataset=sync.dataset.name,
         splits=tuple(published.splits),
-        index_type=IndexType(published.index_type),
+        index_type=IndexType(published.requested_type or published.index_type),
         limit_per_class=published.limit_per_class,
         **extra,
     )

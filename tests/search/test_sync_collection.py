@@ -259,3 +259,20 @@ def test_a_queued_sync_that_finds_its_collection_busy_is_skipped_and_its_schedul
     following = CollectionSync.objects.get(status="queued")
     assert following.every_minutes == 45
     assert following.waits_until is not None
+
+
+@pytest.mark.parametrize(("built_with", "synced_with"), [("auto", "auto"), ("flat", "flat")])
+def test_a_sync_builds_with_the_index_type_the_published_build_was_asked_for(
+    synced, built_with, synced_with
+):
+    from search.index.sync import _build_options
+
+    call_command("build_index", "--name", "tiny", "--index-type", built_with, "--workers", "0",
+                 verbosity=0)  # fmt: skip
+    published = fi.read_manifest(settings.TINYRAG_INDEX_DIR, "tiny")
+    assert (published.index_type, published.requested_type) == ("flat", built_with)
+
+    options = _build_options(CollectionSync.objects.first(), workers=0)
+
+    # auto chose exact search for a small collection; as it grows, auto may choose HNSW
+    assert options.index_type == synced_with
