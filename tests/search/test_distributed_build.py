@@ -26,7 +26,9 @@ from search.index.distributed import SHARDS, build_distributed
 from search.ops import jobs
 from tests.fixtures.backends import on_rq, queued_tasks, run_queued_tasks
 
-pytestmark = pytest.mark.django_db
+# transactional: the worker run here closes a connection that is inside a transaction (on
+# PostgreSQL, the test's own), as close_old_connections does with any such connection
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TASK = "search.index.tasks.embed_shard_task"
 
