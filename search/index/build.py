@@ -257,10 +257,6 @@ def _batches_within_shards(count: int, shard_size: int, batch_size: int):
             yield list(range(b, min(b + batch_size, end)))
 
 
-def shard_count(images: int, shard_size: int) -> int:
-    return (images + shard_size - 1) // shard_size
-
-
 def embed_shards(
     files: list[ImageFile],
     store: ShardStore,
@@ -339,7 +335,7 @@ class PreparedBuild:
 
     @property
     def shards(self) -> int:
-        return shard_count(len(self.todo), self.shard_size)
+        return (len(self.todo) + self.shard_size - 1) // self.shard_size
 
     def shard_images(self, number: int) -> int:
         return min(self.shard_size, len(self.todo) - number * self.shard_size)

@@ -22,7 +22,6 @@ what has no task left, and publishes when all are in.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -92,14 +91,13 @@ def _write_work(prepared: PreparedBuild) -> None:
         "compile": prepared.compile_default(len(prepared.todo)),
     }
     ids = np.fromiter((f.id for f in prepared.todo), dtype=np.int64, count=len(prepared.todo))
-    _write_atomically(store.folder / TODO_IDS, lambda p: p.write_bytes(_npy_bytes(ids)))
+
+    def write_ids(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file, not a path: np.save would append ".npy" to it
+            np.save(f, ids)
+
+    _write_atomically(store.folder / TODO_IDS, write_ids)
     _write_atomically(store.folder / WORK_FILE, lambda p: p.write_text(json.dumps(work)))
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def _record_shards(prepared: PreparedBuild) -> list[int]:
@@ -109,7 +107,8 @@ def _record_shards(prepared: PreparedBuild) -> list[int]:
     nothing to do."""
     store, fingerprint = prepared.store, prepared.fingerprint
     BuildShard.objects.filter(store=store.folder.name).exclude(build=fingerprint).delete()
-    rows = {row.number: row for row in BuildShard.objects.filter(build=fingerprint)}
+    shards = BuildShard.objects.filter(build=fingerprint)
+    recorded = set(shards.values_list("number", flat=True))
     new = [
         BuildShard(
             build=fingerprint,
@@ -119,11 +118,10 @@ def _record_shards(prepared: PreparedBuild) -> list[int]:
             images=prepared.shard_images(number),
         )
         for number in range(prepared.shards)
-        if number not in rows
+        if number not in recorded
     ]
     BuildShard.objects.bulk_create(new)
     saved = [n for n in range(prepared.shards) if store.done(n)]
-    shards = BuildShard.objects.filter(build=fingerprint)
     shards.filter(number__in=saved).exclude(status=Status.DONE).update(status=Status.DONE)
     # done, but its file is gone (the folder was emptied), or failed: to do again
     shards.exclude(number__in=saved).filter(status__in=jobs.FINISHED).update(

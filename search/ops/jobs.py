@@ -167,6 +167,11 @@ def with_stall_check(kind: JobKind, job: J) -> J:
     return job
 
 
+def is_rq(backend) -> bool:
+    """Whether a task backend is django-tasks-rq's (TINYRAG_TASKS_BACKEND=rq)."""
+    return type(backend).__module__.startswith("django_tasks_rq")
+
+
 def waiting_tasks(task_path: str | None = None) -> int | None:
     """Tasks waiting to run in the default task backend's queue (only those of one task,
     given its module path): the database backend's ready rows, or the jobs in RQ's Redis
@@ -176,7 +181,7 @@ def waiting_tasks(task_path: str | None = None) -> int | None:
     if isinstance(backend, DatabaseBackend):
         ready = DBTaskResult.objects.ready()
         return (ready.filter(task_path=task_path) if task_path else ready).count()
-    if type(backend).__module__.startswith("django_tasks_rq"):
+    if is_rq(backend):
         return _rq_waiting(backend, task_path)
     return None
 

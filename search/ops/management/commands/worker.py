@@ -17,6 +17,7 @@ from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_tasks_db import DatabaseBackend
 
 from search.ops.health import add_worker_warm_up_option
+from search.ops.jobs import is_rq
 
 
 class Command(BaseCommand):
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             if batch:  # the queue at once, without the worker's random start-up delay
                 flags += ["--batch", "--no-startup-delay"]
             call_command("db_worker", *flags, **common)
-        elif type(backend).__module__.startswith("django_tasks_rq"):
+        elif is_rq(backend):
             # with RQ's scheduler: a task to run later (a scheduled sync) waits in Redis for it
             call_command(
                 "rqworker", *sorted(backend.queues), burst=batch, with_scheduler=True, **common
