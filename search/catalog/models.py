@@ -240,7 +240,7 @@ class CollectionSync(models.Model):
 
     @property
     def progress_step(self) -> str:
-        """The running step in words ("Embedding images"), for the Collections page."""
+        """The running step in words ("Embedding the images"), for the Collections page."""
         step = self.progress.get("step") or ""
         return str(SYNC_STEPS.get(step, step))
 
